@@ -1,0 +1,258 @@
+//! pgfed's configuration: the TOML file (`config/pgfed.toml` documents every field), the
+//! environment overrides (`PGFED_LISTEN`, `PGFED_UPSTREAM`) and validation. Unknown keys are
+//! errors, so a typo never silently falls back to a default. Secrets (the upstream URL's
+//! password) are kept out of `Debug` and `Display`.
+
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use upstream::{SslMode, UpstreamUrl};
+
+/// Default listen address for clients.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
+/// Default upstream Postgres.
+pub const DEFAULT_UPSTREAM: &str = "postgres://127.0.0.1:5432/postgres?sslmode=prefer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid listen address {value:?}: expected host:port, e.g. 127.0.0.1:6432")]
+    Listen { value: String },
+    #[error("invalid upstream URL: {0}")]
+    Upstream(String),
+    #[error("invalid setting {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// The client-facing side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// host:port to accept clients on. Default `127.0.0.1:6432`; `PGFED_LISTEN` overrides.
+    pub listen: String,
+    /// Sessions served at once; further clients get SQLSTATE 53300. Default 1000.
+    pub max_connections: usize,
+    /// Largest message a client may send, in bytes. Default 256 MiB.
+    pub max_message_bytes: usize,
+    /// Time a client has to finish TLS negotiation, startup and authentication. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// Close sessions idle outside a transaction for this long (57P05). Default 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_session_timeout: Duration,
+    /// Close sessions idle inside a transaction for this long (25P03). Default 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_in_transaction_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long sessions may take to finish before they get 57P01.
+    /// Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// TLS for clients. Absent: SSLRequest is answered 'N'.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The upstream Postgres.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// postgres:// URL: host, port, default database, sslmode, sslrootcert. `PGFED_UPSTREAM`
+    /// overrides. Default `postgres://127.0.0.1:5432/postgres?sslmode=prefer`.
+    pub url: String,
+    /// TCP connect plus TLS handshake limit. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// host:port serving `/metrics`. Absent: no endpoint. `PGFED_METRICS_LISTEN` overrides.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `pgfed_proxy=debug`. Default `info`; `PGFED_LOG`
+    /// overrides.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            max_connections: 1000,
+            max_message_bytes: 256 << 20,
+            startup_timeout: Duration::from_secs(60),
+            idle_session_timeout: Duration::ZERO,
+            idle_in_transaction_timeout: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self { url: DEFAULT_UPSTREAM.into(), connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration that passed validation, with addresses and the upstream URL parsed.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub listen: SocketAddr,
+    pub upstream: UpstreamUrl,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML text; the error is toml's message, which names the line and the key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every field and parses what needs parsing.
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let listen = parse_addr(&self.server.listen)?;
+        let metrics_listen = self.metrics.listen.as_deref().map(parse_addr).transpose()?;
+        let upstream = UpstreamUrl::parse(&self.upstream.url).map_err(ConfigError::Upstream)?;
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Invalid { field: "server.max_connections", message: "must be at least 1".into() });
+        }
+        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > (1 << 30) {
+            return Err(ConfigError::Invalid {
+                field: "server.max_message_bytes",
+                message: "must be between 1024 and 1073741824 (Postgres's own limit)".into(),
+            });
+        }
+        if self.server.startup_timeout.is_zero() {
+            return Err(ConfigError::Invalid { field: "server.startup_timeout", message: "must be above 0".into() });
+        }
+        if self.upstream.connect_timeout.is_zero() {
+            return Err(ConfigError::Invalid { field: "upstream.connect_timeout", message: "must be above 0".into() });
+        }
+        if let Some(tls) = &self.server.tls {
+            for (field, p) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+                if !p.is_file() {
+                    return Err(ConfigError::Invalid {
+                        field,
+                        message: format!("{} is not a readable file", p.display()),
+                    });
+                }
+            }
+        }
+        Ok(Validated { config: self, listen, upstream, metrics_listen })
+    }
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    value.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| ConfigError::Listen { value: value.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let v = Config::from_toml("").expect("empty is valid").validate().expect("defaults valid");
+        assert_eq!(v.listen.to_string(), "127.0.0.1:6432");
+        assert_eq!(v.upstream.host, "127.0.0.1");
+        assert_eq!(v.upstream.port, 5432);
+        assert_eq!(v.upstream.sslmode, SslMode::Prefer);
+        assert_eq!(v.config.server.max_connections, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n").expect_err("unknown key");
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sections_parse() {
+        let c = Config::from_toml(
+            "[server]\nidle_session_timeout = \"5m\"\nshutdown_timeout = \"2s\"\n[metrics]\nlisten = \"127.0.0.1:9187\"\n[log]\nformat = \"json\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.server.idle_session_timeout, Duration::from_secs(300));
+        assert_eq!(c.log.format, LogFormat::Json);
+        let v = c.validate().expect("valid");
+        assert_eq!(v.metrics_listen.map(|a| a.port()), Some(9187));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_field_name() {
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        let e = c.validate().expect_err("zero connections").to_string();
+        assert!(e.contains("server.max_connections"), "{e}");
+        let mut c = Config::default();
+        c.server.listen = "nonsense".into();
+        assert!(matches!(c.validate(), Err(ConfigError::Listen { .. })));
+    }
+}

@@ -1,0 +1,463 @@
+//! The transparent relay between a client and its upstream session.
+//!
+//! One task drives both directions with a single `select!`, so a write that blocks in one
+//! direction never stops reading in the other (Postgres stops reading while its output is full;
+//! a proxy that blocked on writing to it would deadlock with a pipelining client). Each direction
+//! is a [`Pipe`]: bytes are read into a buffer, the frame scanner walks their headers, and scanned
+//! bytes are handed to the writer as a frozen slice of that same buffer, so rows are never copied
+//! or decoded. Only Query/Parse (routing) and ReadyForQuery/ErrorResponse (session state, metrics)
+//! are looked inside. Buffers are bounded: when a peer does not read, the other side is not read
+//! either, and back-pressure reaches the producer.
+//!
+//! Session state tracked here: the transaction status from ReadyForQuery, and how many
+//! ReadyForQuery the client still expects (one per Query, Sync and FunctionCall). From them follow
+//! "idle" (idle timeouts, graceful shutdown) and "busy" (cancel the upstream query when the client
+//! vanishes).
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use pgfed_router::{DEFAULT_SEARCH_PATH, Route};
+use pgfed_wire::message::{self, ErrorFields};
+use pgfed_wire::{FrameScanner, PgError, Scanned, backend, frontend, sqlstate};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::SessionError;
+use crate::metrics::Metrics;
+use crate::server::{Shared, Signals};
+use crate::stream::{ClientStream, UpstreamStream};
+use crate::upstream::UpstreamKey;
+
+/// Read size; also the size below which a buffer keeps reading while output is pending.
+const READ_CHUNK: usize = 64 * 1024;
+const HIGH_WATER: usize = 256 * 1024;
+/// How long pgfed's own closing message may take to reach a client.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the relay stopped.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client's connection closed or failed without Terminate.
+    ClientGone,
+    /// The upstream closed after sending a FATAL error, which the client has.
+    UpstreamTerminated,
+    Shutdown,
+    IdleSessionTimeout,
+    IdleInTransactionTimeout,
+    Error(SessionError),
+}
+
+impl Ending {
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Ending::ClientTerminated => "client terminated",
+            Ending::ClientGone => "client disconnected",
+            Ending::UpstreamTerminated => "upstream terminated the session",
+            Ending::Shutdown => "pgfed shutting down",
+            Ending::IdleSessionTimeout => "idle session timeout",
+            Ending::IdleInTransactionTimeout => "idle in transaction timeout",
+            Ending::Error(_) => "error",
+        }
+    }
+
+    /// The FATAL error pgfed sends the client for this ending, if any.
+    fn farewell(&self) -> Option<PgError> {
+        match self {
+            Ending::ClientTerminated | Ending::ClientGone | Ending::UpstreamTerminated => None,
+            Ending::Shutdown => {
+                Some(PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command"))
+            }
+            Ending::IdleSessionTimeout => Some(PgError::fatal(
+                sqlstate::IDLE_SESSION_TIMEOUT,
+                "terminating connection due to idle-session timeout",
+            )),
+            Ending::IdleInTransactionTimeout => Some(PgError::fatal(
+                sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                "terminating connection due to idle-in-transaction timeout",
+            )),
+            Ending::Error(e) => e.client_error(),
+        }
+    }
+}
+
+/// Byte counts for the session log line.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// One direction of the relay.
+struct Pipe {
+    /// Bytes read from the source. `[..ready]` is scanned and may be forwarded.
+    buf: BytesMut,
+    ready: usize,
+    /// Bytes being written to the sink: a frozen prefix split off `buf`.
+    out: Bytes,
+    scanner: FrameScanner,
+    /// Bytes needed past `ready` before the scanner can decide anything more.
+    need: usize,
+    /// A write completed but the sink may still hold it (TLS).
+    unflushed: bool,
+    sink_needs_flush: bool,
+}
+
+impl Pipe {
+    fn new(buf: BytesMut, max_frame: usize, sink_needs_flush: bool) -> Self {
+        Self {
+            buf,
+            ready: 0,
+            out: Bytes::new(),
+            scanner: FrameScanner::new(max_frame),
+            need: 5,
+            unflushed: false,
+            sink_needs_flush,
+        }
+    }
+
+    /// Keep reading while under the high-water mark, or past it only to complete a frame that must
+    /// be inspected whole (and only once everything before it has been handed to the writer).
+    fn wants_read(&self) -> bool {
+        self.buf.len() < HIGH_WATER || (self.ready == 0 && self.buf.len() < self.need)
+    }
+
+    fn reserve(&mut self) {
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare < READ_CHUNK / 4 {
+            let want = (self.need + self.ready).saturating_sub(self.buf.len());
+            self.buf.reserve(READ_CHUNK.max(want));
+        }
+    }
+
+    /// Moves scanned bytes to the writer once it is free.
+    fn promote(&mut self) {
+        if self.out.is_empty() && self.ready > 0 {
+            self.out = self.buf.split_to(self.ready).freeze();
+            self.ready = 0;
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.unflushed
+    }
+
+    /// Accounts for a [`write_or_flush`] that returned `n`.
+    fn wrote(&mut self, n: usize) {
+        if self.out.is_empty() {
+            self.unflushed = false;
+            return;
+        }
+        self.out.advance(n);
+        if self.out.is_empty() && self.sink_needs_flush {
+            self.unflushed = true;
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.out.is_empty() && self.ready == 0 && !self.unflushed
+    }
+}
+
+/// What the relay knows about the session's protocol state.
+#[derive(Debug)]
+struct State {
+    /// ReadyForQuery messages the client is still owed.
+    outstanding: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    unsynced: bool,
+    /// Last ReadyForQuery status: b'I', b'T' or b'E'.
+    status: u8,
+    terminated: bool,
+    /// The last error forwarded from upstream was FATAL.
+    upstream_fatal: bool,
+}
+
+impl State {
+    fn idle(&self) -> bool {
+        self.outstanding == 0 && !self.unsynced
+    }
+}
+
+pub(crate) struct Relay<'a> {
+    shared: &'a Shared,
+    metrics: &'a Metrics,
+    client_r: ReadHalf<ClientStream>,
+    client_w: WriteHalf<ClientStream>,
+    up_r: ReadHalf<UpstreamStream>,
+    up_w: WriteHalf<UpstreamStream>,
+    c2u: Pipe,
+    u2c: Pipe,
+    state: State,
+    key: Option<UpstreamKey>,
+    stats: Stats,
+}
+
+impl<'a> Relay<'a> {
+    pub(crate) fn new(
+        shared: &'a Shared,
+        client: ClientStream,
+        client_buf: BytesMut,
+        upstream: UpstreamStream,
+        upstream_buf: BytesMut,
+        key: Option<UpstreamKey>,
+        status: u8,
+    ) -> Self {
+        let max = shared.config.server.max_message_bytes;
+        let (client_flush, up_flush) = (client.needs_flush(), upstream.needs_flush());
+        let (client_r, client_w) = tokio::io::split(client);
+        let (up_r, up_w) = tokio::io::split(upstream);
+        Self {
+            shared,
+            metrics: &shared.metrics,
+            client_r,
+            client_w,
+            up_r,
+            up_w,
+            c2u: Pipe::new(client_buf, max, up_flush),
+            // The upstream is trusted to frame correctly; no size limit on what it sends.
+            u2c: Pipe::new(upstream_buf, usize::MAX, client_flush),
+            state: State { outstanding: 0, unsynced: false, status, terminated: false, upstream_fatal: false },
+            key,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Relays until either side ends the session, then closes both. Cancel-safe only in the sense
+    /// that dropping it drops both connections.
+    pub(crate) async fn run(mut self, signals: &Signals) -> (Ending, Stats) {
+        let ending = self.relay(signals).await;
+        self.finish(&ending).await;
+        (ending, self.stats)
+    }
+
+    async fn relay(&mut self, signals: &Signals) -> Ending {
+        let server = &self.shared.config.server;
+        let (idle_session, idle_in_tx) = (server.idle_session_timeout, server.idle_in_transaction_timeout);
+        let mut graceful = pin!(signals.graceful.cancelled());
+        let mut force = pin!(signals.force.cancelled());
+        let mut idle_timer = pin!(tokio::time::sleep(Duration::from_secs(3600)));
+        let mut idle_armed = false;
+        let mut shutting_down = signals.graceful.is_cancelled();
+        // Data that arrived with the startup exchange.
+        if let Err(e) = self.scan_client() {
+            return Ending::Error(e);
+        }
+        if let Err(e) = self.scan_upstream() {
+            return Ending::Error(e);
+        }
+        loop {
+            self.c2u.promote();
+            self.u2c.promote();
+            if self.state.terminated && self.c2u.drained() {
+                return Ending::ClientTerminated;
+            }
+            if shutting_down && self.state.idle() && self.state.status == b'I' && self.u2c.drained() {
+                return Ending::Shutdown;
+            }
+            if !idle_armed && self.state.idle() && self.c2u.buf.is_empty() {
+                let limit = if self.state.status == b'I' { idle_session } else { idle_in_tx };
+                if !limit.is_zero() {
+                    idle_timer.as_mut().reset(Instant::now() + limit);
+                    idle_armed = true;
+                }
+            }
+            self.c2u.reserve();
+            self.u2c.reserve();
+            let c2u_read = self.c2u.wants_read() && !self.state.terminated;
+            let u2c_read = self.u2c.wants_read();
+            tokio::select! {
+                biased;
+                _ = &mut force => return Ending::Shutdown,
+                r = write_or_flush(&mut self.client_w, &self.u2c.out), if self.u2c.has_output() => match r {
+                    Ok(n) => { self.stats.bytes_out += n as u64; self.metrics.client_bytes_out.increment(n as u64); self.u2c.wrote(n) }
+                    Err(_) => return Ending::ClientGone,
+                },
+                r = write_or_flush(&mut self.up_w, &self.c2u.out), if self.c2u.has_output() => match r {
+                    Ok(n) => self.c2u.wrote(n),
+                    Err(e) => return Ending::Error(SessionError::UpstreamIo(e)),
+                },
+                r = self.up_r.read_buf(&mut self.u2c.buf), if u2c_read => match r {
+                    Ok(0) if self.state.upstream_fatal => return Ending::UpstreamTerminated,
+                    Ok(0) => return Ending::Error(SessionError::UpstreamClosed),
+                    Ok(_) => if let Err(e) = self.scan_upstream() { return Ending::Error(e) },
+                    Err(e) => return Ending::Error(SessionError::UpstreamIo(e)),
+                },
+                r = self.client_r.read_buf(&mut self.c2u.buf), if c2u_read => match r {
+                    Ok(0) | Err(_) => return Ending::ClientGone,
+                    Ok(n) => {
+                        self.stats.bytes_in += n as u64;
+                        self.metrics.client_bytes_in.increment(n as u64);
+                        idle_armed = false;
+                        if let Err(e) = self.scan_client() { return Ending::Error(e) }
+                    }
+                },
+                _ = &mut graceful, if !shutting_down => shutting_down = true,
+                _ = &mut idle_timer, if idle_armed => {
+                    idle_armed = false;
+                    if self.state.idle() && self.c2u.buf.is_empty() {
+                        return if self.state.status == b'I' { Ending::IdleSessionTimeout } else { Ending::IdleInTransactionTimeout };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scans newly read client bytes: routes Query/Parse, counts what will earn a ReadyForQuery.
+    fn scan_client(&mut self) -> Result<(), SessionError> {
+        let pipe = &mut self.c2u;
+        loop {
+            let pos = pipe.ready;
+            match pipe.scanner.next(&pipe.buf[pos..], |t| t == frontend::QUERY || t == frontend::PARSE)? {
+                Scanned::Pass { len } => pipe.ready += len,
+                Scanned::Header { tag, .. } => match tag {
+                    frontend::SYNC | frontend::FUNCTION_CALL => {
+                        self.state.outstanding += 1;
+                        self.state.unsynced = false;
+                    }
+                    frontend::TERMINATE => self.state.terminated = true,
+                    frontend::BIND | frontend::EXECUTE | frontend::DESCRIBE | frontend::CLOSE | frontend::FLUSH => {
+                        self.state.unsynced = true
+                    }
+                    // CopyData/CopyDone/CopyFail and anything Postgres may reject: forwarded as is.
+                    _ => {}
+                },
+                Scanned::Whole { tag, frame_len } => {
+                    let frame = &pipe.buf[pos..pos + frame_len];
+                    let text = if tag == frontend::QUERY {
+                        self.state.outstanding += 1;
+                        message::query_text(frame)
+                    } else {
+                        self.state.unsynced = true;
+                        message::parse_query_text(frame)
+                    };
+                    // A malformed body is Postgres's to reject, with its own message.
+                    if let Some(text) = text {
+                        let decision = self.shared.router.route(text, DEFAULT_SEARCH_PATH);
+                        self.metrics.route_path(decision.path);
+                        match decision.route {
+                            Route::Upstream => self.metrics.statements_upstream.increment(1),
+                            // No engine is attached yet and the catalog registers no managed
+                            // tables, so nothing routes here; forwarding keeps the proxy
+                            // transparent until the engine takes these statements.
+                            Route::Pgfed { .. } => self.metrics.statements_pgfed.increment(1),
+                        }
+                    }
+                    pipe.ready += frame_len;
+                }
+                Scanned::NeedMore { need } => {
+                    pipe.need = need;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Scans newly read upstream bytes for ReadyForQuery and errors.
+    fn scan_upstream(&mut self) -> Result<(), SessionError> {
+        let pipe = &mut self.u2c;
+        loop {
+            let pos = pipe.ready;
+            let scanned = pipe
+                .scanner
+                .next(&pipe.buf[pos..], |t| t == backend::READY_FOR_QUERY || t == backend::ERROR_RESPONSE)
+                .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
+            match scanned {
+                Scanned::Pass { len } => pipe.ready += len,
+                Scanned::Header { .. } => {}
+                Scanned::Whole { tag, frame_len } => {
+                    let frame = &pipe.buf[pos..pos + frame_len];
+                    if tag == backend::READY_FOR_QUERY {
+                        self.state.status = frame.get(5).copied().unwrap_or(b'I');
+                        self.state.outstanding = self.state.outstanding.saturating_sub(1);
+                    } else {
+                        if let Some(code) = ErrorFields::sqlstate(frame) {
+                            self.metrics.error(code, "upstream");
+                        }
+                        self.state.upstream_fatal = matches!(ErrorFields::severity(frame), Some(b"FATAL" | b"PANIC"));
+                    }
+                    pipe.ready += frame_len;
+                }
+                Scanned::NeedMore { need } => {
+                    pipe.need = need;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Closes the session in the way its ending calls for.
+    async fn finish(&mut self, ending: &Ending) {
+        let busy = !self.state.idle();
+        match ending {
+            Ending::ClientTerminated => {
+                let _ = self.up_w.shutdown().await;
+                return;
+            }
+            Ending::ClientGone => {
+                // The client will never read the answer; stop the upstream from computing it.
+                if busy {
+                    self.cancel_upstream("client disconnected mid-query");
+                }
+                return;
+            }
+            _ => {}
+        }
+        if busy
+            && !matches!(
+                ending,
+                Ending::UpstreamTerminated | Ending::Error(SessionError::UpstreamClosed | SessionError::UpstreamIo(_))
+            )
+        {
+            self.cancel_upstream(ending.describe());
+        }
+        let farewell = ending.farewell();
+        if let Some(err) = &farewell {
+            self.metrics.error(err.code, "pgfed");
+        }
+        let u2c = &mut self.u2c;
+        let at_boundary = u2c.scanner.at_boundary();
+        let pending_out = std::mem::take(&mut u2c.out);
+        let pending_ready = u2c.buf.split_to(u2c.ready);
+        let client_w = &mut self.client_w;
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+            client_w.write_all(&pending_out).await?;
+            client_w.write_all(&pending_ready).await?;
+            // pgfed's message may only start where a frame starts.
+            if let (Some(err), true) = (farewell, at_boundary) {
+                client_w.write_all(&err.to_frame()).await?;
+            }
+            client_w.flush().await?;
+            client_w.shutdown().await
+        })
+        .await;
+        // Tell Postgres the session is over rather than leaving it to notice a reset.
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, terminate(&mut self.up_w, self.c2u.out.is_empty())).await;
+    }
+
+    fn cancel_upstream(&self, why: &str) {
+        if let Some(key) = self.key.clone() {
+            debug!(reason = why, "cancelling the upstream query");
+            tokio::spawn(Arc::clone(&self.shared.upstream).cancel(key));
+        }
+    }
+}
+
+/// Writes some of `out`, or flushes when it is empty. Cancel-safe: `write` either took bytes or
+/// did not, and `flush` may be repeated.
+async fn write_or_flush<W: AsyncWrite + Unpin>(w: &mut W, out: &[u8]) -> std::io::Result<usize> {
+    if out.is_empty() { w.flush().await.map(|()| 0) } else { w.write(out).await }
+}
+
+/// Sends Terminate unless a frame was left half-written (then only closes).
+async fn terminate<W: AsyncWrite + Unpin>(w: &mut W, at_boundary: bool) -> std::io::Result<()> {
+    if at_boundary {
+        w.write_all(&[frontend::TERMINATE, 0, 0, 0, 4]).await?;
+    }
+    w.shutdown().await
+}
