@@ -256,3 +256,27 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::Listen { .. })));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// config/pgfed.toml documents every setting with its default; keep it valid and in step.
+    #[test]
+    fn the_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pgfed.toml");
+        let c = Config::from_file(&path).expect("config/pgfed.toml parses");
+        let d = Config::default();
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.server.max_connections, d.server.max_connections);
+        assert_eq!(c.server.max_message_bytes, d.server.max_message_bytes);
+        assert_eq!(c.server.startup_timeout, d.server.startup_timeout);
+        assert_eq!(c.server.idle_session_timeout, d.server.idle_session_timeout);
+        assert_eq!(c.server.idle_in_transaction_timeout, d.server.idle_in_transaction_timeout);
+        assert_eq!(c.server.shutdown_timeout, d.server.shutdown_timeout);
+        assert_eq!(c.upstream.url, d.upstream.url);
+        assert_eq!(c.upstream.connect_timeout, d.upstream.connect_timeout);
+        assert_eq!(c.log.level, d.log.level);
+        c.validate().expect("valid");
+    }
+}

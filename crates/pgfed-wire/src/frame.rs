@@ -165,3 +165,64 @@ mod tests {
         assert_eq!(s.next(&input[..5], |_| true), Err(FrameError::TooLong { tag: b'Q', len: 204, max: 100 }));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// However bytes are split across reads, the scanner sees the same frames and accounts
+        /// for every byte; arbitrary input never panics.
+        #[test]
+        fn chunking_never_changes_what_is_seen(data in proptest::collection::vec(any::<u8>(), 0..2048), chunk in 1usize..64) {
+            let whole = scan(&data, data.len().max(1));
+            let chunked = scan(&data, chunk);
+            prop_assert_eq!(whole, chunked);
+        }
+
+        /// Valid streams of frames always come out frame by frame, tags intact.
+        #[test]
+        fn valid_streams_round_trip(frames in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)), 0..20), chunk in 1usize..97) {
+            let mut input = Vec::new();
+            for (tag, body) in &frames {
+                input.push(*tag);
+                input.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+                input.extend_from_slice(body);
+            }
+            let (seen, err) = scan(&input, chunk);
+            prop_assert!(err.is_none());
+            let tags: Vec<u8> = seen.iter().map(|(t, _)| *t).collect();
+            prop_assert_eq!(tags, frames.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+        }
+    }
+
+    fn scan(input: &[u8], chunk: usize) -> (Vec<(u8, usize)>, Option<FrameError>) {
+        let mut s = FrameScanner::new(1 << 16);
+        let mut buf: Vec<u8> = Vec::new();
+        let (mut fed, mut seen) = (0, Vec::new());
+        loop {
+            match s.next(&buf, |t| t % 2 == 0) {
+                Ok(Scanned::Pass { len }) => {
+                    buf.drain(..len);
+                }
+                Ok(Scanned::Header { tag, frame_len }) | Ok(Scanned::Whole { tag, frame_len }) => {
+                    seen.push((tag, frame_len));
+                    if tag % 2 == 0 {
+                        buf.drain(..frame_len);
+                    }
+                }
+                Ok(Scanned::NeedMore { .. }) => {
+                    if fed >= input.len() {
+                        return (seen, None);
+                    }
+                    let end = (fed + chunk).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+                Err(e) => return (seen, Some(e)),
+            }
+        }
+    }
+}

@@ -1,1 +1,344 @@
-//! (being written)
+//! Session lifecycle: the connection limit, idle timeouts, graceful shutdown, cancellation (by the
+//! client, and by pgfed when a client vanishes), upstream failures and startup parameters.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use pgfed_testkit::{Msg, RawClient, TestProxy, connect, query};
+use tokio_postgres::error::SqlState;
+
+/// Awaits `fut`, failing the test if it takes longer than `secs`.
+async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {secs}s"))
+}
+
+/// A name no other test (or concurrent run) uses.
+fn unique(name: &str) -> String {
+    format!("pgfed_lc_{name}_{}", std::process::id())
+}
+
+/// A raw session as pgfed_trust, past its first ReadyForQuery.
+async fn ready_raw(proxy: &TestProxy, app: &str) -> (RawClient, Vec<Msg>) {
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.startup(&[("user", "pgfed_trust"), ("database", proxy.pg.db.as_str()), ("application_name", app)]).await;
+    let (msgs, status) = c.until_ready().await;
+    assert_eq!(status, b'I', "startup ends idle: {msgs:?}");
+    assert!(msgs.iter().all(|m| m.tag != b'E'), "no error during startup: {msgs:?}");
+    (c, msgs)
+}
+
+/// Sends a simple Query and reads up to its ReadyForQuery, which must carry `status`.
+async fn simple(c: &mut RawClient, sql: &str, status: u8) -> Vec<Msg> {
+    c.send(&query(sql)).await;
+    let (msgs, got) = c.until_ready().await;
+    assert!(msgs.iter().all(|m| m.tag != b'E'), "{sql}: {msgs:?}");
+    assert_eq!(char::from(got), char::from(status), "transaction status after {sql}");
+    msgs
+}
+
+/// The first column of the first DataRow, as text.
+fn first_value(msgs: &[Msg]) -> String {
+    let d = msgs.iter().find(|m| m.tag == b'D').unwrap_or_else(|| panic!("a DataRow in {msgs:?}"));
+    let len = i32::from_be_bytes([d.body[2], d.body[3], d.body[4], d.body[5]]);
+    assert!(len >= 0, "non-null value");
+    String::from_utf8_lossy(&d.body[6..6 + len as usize]).into_owned()
+}
+
+/// Asserts that `m` is an ErrorResponse with this severity and SQLSTATE, and returns its message.
+fn expect_error(m: &Msg, severity: &str, code: &str) -> String {
+    assert_eq!(m.tag, b'E', "expected an ErrorResponse, got {m:?}");
+    assert_eq!(m.field(b'S').as_deref(), Some(severity), "severity of {m:?}");
+    assert_eq!(m.field(b'C').as_deref(), Some(code), "SQLSTATE of {:?}", m.field(b'M'));
+    m.field(b'M').unwrap_or_default()
+}
+
+/// Reads the next message, which must be a FATAL with `code`, then expects the close.
+async fn expect_fatal_then_close(c: &mut RawClient, code: &str, secs: u64) -> String {
+    let m = c.recv_within(Duration::from_secs(secs)).await.unwrap_or_else(|| panic!("a FATAL {code} before the close"));
+    let message = expect_error(&m, "FATAL", code);
+    let next = c.recv_within(Duration::from_secs(5)).await;
+    assert!(next.is_none(), "the connection closes right after the FATAL, got {next:?}");
+    message
+}
+
+async fn select_one_works(proxy: &TestProxy) {
+    within(15, "a fresh session's select 1", async {
+        let client = proxy.connect("pgfed_trust", None).await;
+        let row = client.query_one("select 1::int4", &[]).await.expect("select 1 through pgfed");
+        assert_eq!(row.get::<_, i32>(0), 1);
+    })
+    .await;
+}
+
+/// Polls `sql` (one bigint column, parameter $1 = `app`) on `admin` until it returns `want`.
+async fn poll_count(admin: &tokio_postgres::Client, sql: &str, app: &str, want: i64, secs: u64, what: &str) {
+    within(secs, what, async {
+        loop {
+            let n: i64 = admin.query_one(sql, &[&app]).await.expect("pg_stat_activity").get(0);
+            if n == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+const ACTIVE: &str = "select count(*) from pg_stat_activity where application_name = $1 and state = 'active'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refuses_the_third_session_with_53300() {
+    let proxy = TestProxy::start_with(|c| c.server.max_connections = 2).await;
+    let first = within(10, "first session", proxy.connect("pgfed_trust", None)).await;
+    let second = within(10, "second session", proxy.connect("pgfed_trust", None)).await;
+    let err = within(10, "third session", connect(&proxy.conninfo("pgfed_trust", None)))
+        .await
+        .err()
+        .expect("the third session is refused");
+    let db = err.as_db_error().unwrap_or_else(|| panic!("a server error, got {err}"));
+    assert_eq!(db.code(), &SqlState::TOO_MANY_CONNECTIONS);
+    assert_eq!(db.message(), "sorry, too many clients already");
+    assert_eq!(db.severity(), "FATAL");
+    // The two admitted sessions are unaffected.
+    for c in [&first, &second] {
+        assert_eq!(within(5, "select", c.query_one("select 1::int4", &[])).await.unwrap().get::<_, i32>(0), 1);
+    }
+    // Once one closes, its slot is free again (the close reaches pgfed asynchronously).
+    drop(first);
+    let third = within(10, "a session after one closed", async {
+        loop {
+            match connect(&proxy.conninfo("pgfed_trust", None)).await {
+                Ok(c) => return c,
+                Err(e) if e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(within(5, "select", third.query_one("select 1::int4", &[])).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(within(5, "select", second.query_one("select 1::int4", &[])).await.unwrap().get::<_, i32>(0), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_timeout_closes_an_idle_session_with_57p05() {
+    let proxy = TestProxy::start_with(|c| c.server.idle_session_timeout = Duration::from_secs(1)).await;
+    let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle").await;
+    let started = Instant::now();
+    expect_fatal_then_close(&mut c, "57P05", 5).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "after ~1s idle: {took:?}");
+    select_one_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_timeout_spares_sessions_in_a_transaction_or_running_a_query() {
+    let proxy = TestProxy::start_with(|c| c.server.idle_session_timeout = Duration::from_secs(1)).await;
+    let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle_tx").await;
+    simple(&mut c, "begin", b'T').await;
+    let early = tokio::time::timeout(Duration::from_millis(2500), c.recv()).await;
+    assert!(early.is_err(), "nothing arrives while idle inside a transaction: {early:?}");
+    // A statement that runs longer than the timeout is not idleness either.
+    let msgs = simple(&mut c, "select pg_sleep(1.5)::text || 'done'", b'T').await;
+    assert_eq!(first_value(&msgs), "done");
+    simple(&mut c, "commit", b'I').await;
+    // Back outside the transaction, the timeout applies again.
+    expect_fatal_then_close(&mut c, "57P05", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_transaction_timeout_closes_with_25p03_and_spares_idle_sessions() {
+    let proxy = TestProxy::start_with(|c| c.server.idle_in_transaction_timeout = Duration::from_secs(1)).await;
+    let (mut idle, _) = ready_raw(&proxy, "pgfed_lc_idle_in_tx").await;
+    let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle_in_tx").await;
+    simple(&mut c, "begin", b'T').await;
+    let started = Instant::now();
+    expect_fatal_then_close(&mut c, "25P03", 5).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "after ~1s idle: {took:?}");
+    // The session idle outside a transaction all along is untouched.
+    let msgs = simple(&mut idle, "select 'still here'", b'I').await;
+    assert_eq!(first_value(&msgs), "still here");
+    select_one_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
+    let mut proxy = TestProxy::start().await;
+    let table = unique("shutdown_commit");
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    admin.batch_execute(&format!("drop table if exists {table}")).await.unwrap();
+    let (mut idle, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
+    let (mut tx, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
+    simple(&mut tx, "begin", b'T').await;
+    simple(&mut tx, &format!("create table {table} (x int)"), b'T').await;
+    simple(&mut tx, &format!("insert into {table} values (1)"), b'T').await;
+
+    let serve = proxy.begin_shutdown();
+    let message = expect_fatal_then_close(&mut idle, "57P01", 5).await;
+    assert!(message.contains("terminating connection"), "{message}");
+    // The listener is gone: new clients are refused.
+    let refused = within(5, "connect after shutdown", tokio::net::TcpStream::connect(proxy.addr)).await;
+    assert!(refused.is_err(), "new connections are refused after shutdown began");
+
+    // The transaction continues and commits; then its session ends too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!serve.is_finished(), "serve waits for the open transaction");
+    let msgs = simple(&mut tx, &format!("insert into {table} values (2) returning x"), b'T').await;
+    assert_eq!(first_value(&msgs), "2");
+    let msgs = simple(&mut tx, "commit", b'I').await;
+    assert!(msgs.iter().any(|m| m.tag == b'C' && m.body.starts_with(b"COMMIT")), "{msgs:?}");
+    expect_fatal_then_close(&mut tx, "57P01", 5).await;
+    within(10, "the serve task ending", serve).await.expect("serve ends cleanly");
+
+    let n: i64 = admin.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0);
+    assert_eq!(n, 2, "the transaction committed");
+    admin.batch_execute(&format!("drop table {table}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_ends_sessions_stuck_in_a_transaction_with_57p01() {
+    let mut proxy = TestProxy::start_with(|c| c.server.shutdown_timeout = Duration::from_secs(1)).await;
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let sleeper_app = unique("shutdown_sleeper");
+    let (mut stuck, _) = ready_raw(&proxy, "pgfed_lc_shutdown_stuck").await;
+    simple(&mut stuck, "begin", b'T').await;
+    // A second session inside a transaction, busy with a long statement.
+    let (mut sleeper, _) = ready_raw(&proxy, &sleeper_app).await;
+    simple(&mut sleeper, "begin", b'T').await;
+    sleeper.send(&query("select pg_sleep(30)")).await;
+    poll_count(&admin, ACTIVE, &sleeper_app, 1, 10, "pg_sleep starting").await;
+
+    let started = Instant::now();
+    let serve = proxy.begin_shutdown();
+    expect_fatal_then_close(&mut stuck, "57P01", 6).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "at the ~1s deadline: {took:?}");
+    expect_fatal_then_close(&mut sleeper, "57P01", 6).await;
+    within(5, "the serve task ending", serve).await.expect("serve ends cleanly");
+    // The busy session's upstream statement does not run on.
+    poll_count(&admin, ACTIVE, &sleeper_app, 0, 5, "the upstream pg_sleep ending").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_mid_query_cancels_the_upstream_query() {
+    let proxy = TestProxy::start().await;
+    let app = unique("disconnect");
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let (mut c, _) = ready_raw(&proxy, &app).await;
+    c.send(&query("select pg_sleep(30)")).await;
+    poll_count(&admin, ACTIVE, &app, 1, 10, "pg_sleep starting").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+    let started = Instant::now();
+    poll_count(&admin, ACTIVE, &app, 0, 5, "the upstream query ending").await;
+    assert!(started.elapsed() < Duration::from_secs(3), "cancelled within ~3s: {:?}", started.elapsed());
+    select_one_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_through_pgfed_cancels_the_running_query() {
+    let proxy = TestProxy::start().await;
+    let app = unique("cancel");
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let client = within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
+        .await
+        .expect("session through pgfed");
+    let token = client.cancel_token();
+    let started = Instant::now();
+    let (result, ()) = within(10, "the cancelled query", async {
+        tokio::join!(client.simple_query("select pg_sleep(20)"), async {
+            poll_count(&admin, ACTIVE, &app, 1, 5, "pg_sleep starting").await;
+            token.cancel_query(tokio_postgres::NoTls).await.expect("cancel request sent");
+        })
+    })
+    .await;
+    let err = result.err().expect("the query is cancelled");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "cancelled quickly: {:?}", started.elapsed());
+    let row = within(5, "select after cancel", client.query_one("select 1::int4", &[])).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1, "the session is usable after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_key_data_is_pgfeds_own() {
+    let proxy = TestProxy::start().await;
+    let (mut c, startup) = ready_raw(&proxy, "pgfed_lc_keydata").await;
+    let keys: Vec<&Msg> = startup.iter().filter(|m| m.tag == b'K').collect();
+    assert_eq!(keys.len(), 1, "exactly one BackendKeyData: {startup:?}");
+    assert_eq!(keys[0].body.len(), 8, "pid and a 4-byte secret in protocol 3.0");
+    let client_pid = i32::from_be_bytes([keys[0].body[0], keys[0].body[1], keys[0].body[2], keys[0].body[3]]);
+    let msgs = simple(&mut c, "select pg_backend_pid()", b'I').await;
+    let upstream_pid: i32 = first_value(&msgs).parse().expect("a pid");
+    assert_ne!(client_pid, upstream_pid, "the client must not see the upstream's key");
+    assert!(client_pid > 0, "a positive pid, as clients expect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_backend_terminated_forwards_its_fatal_and_other_sessions_continue() {
+    let proxy = TestProxy::start().await;
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let other = within(10, "other session", proxy.connect("pgfed_trust", None)).await;
+    let (mut c, _) = ready_raw(&proxy, "pgfed_lc_upstream_dies").await;
+    let msgs = simple(&mut c, "select pg_backend_pid()", b'I').await;
+    let pid: i32 = first_value(&msgs).parse().expect("a pid");
+    let killed: bool = admin.query_one("select pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(killed, "pg_terminate_backend found the session");
+    let message = expect_fatal_then_close(&mut c, "57P01", 5).await;
+    assert!(message.contains("terminating connection due to administrator command"), "{message}");
+    let row = within(5, "other session's select", other.query_one("select 1::int4", &[])).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    select_one_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_gets_08006_quickly_and_the_proxy_continues() {
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let proxy = TestProxy::start_with(|c| {
+        c.upstream.url = format!("postgres://127.0.0.1:{closed_port}/pgfed_test?sslmode=disable")
+    })
+    .await;
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let err = within(5, "the refused session", connect(&proxy.conninfo("pgfed_trust", None)))
+            .await
+            .err()
+            .expect("no upstream, no session");
+        let db = err.as_db_error().unwrap_or_else(|| panic!("attempt {attempt}: a server error, got {err}"));
+        assert_eq!(db.code(), &SqlState::CONNECTION_FAILURE, "attempt {attempt}");
+        assert_eq!(db.severity(), "FATAL");
+        assert!(db.message().contains("could not connect to the upstream server"), "{}", db.message());
+        assert!(started.elapsed() < Duration::from_secs(2), "quickly: {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_are_forwarded_to_postgres() {
+    let proxy = TestProxy::start().await;
+    let app = unique("params");
+    let extra = format!(" application_name={app} options='-c search_path=foo,public -c statement_timeout=1234'");
+    let show = "select current_setting('application_name'), current_setting('search_path'), \
+                current_setting('statement_timeout'), session_user::text";
+    let values = |row: tokio_postgres::Row| -> Vec<String> { (0..4).map(|i| row.get::<_, String>(i)).collect() };
+
+    let through = within(10, "session through pgfed", connect(&(proxy.conninfo("pgfed_trust", None) + &extra)))
+        .await
+        .expect("session through pgfed");
+    let via_pgfed = values(within(5, "show", through.query_one(show, &[])).await.unwrap());
+    let direct = within(10, "direct session", connect(&(proxy.pg.direct("pgfed_trust", None) + &extra)))
+        .await
+        .expect("direct session");
+    let via_direct = values(within(5, "show", direct.query_one(show, &[])).await.unwrap());
+
+    assert_eq!(via_pgfed[0], app);
+    assert!(via_pgfed[1].starts_with("foo,") && via_pgfed[1].ends_with("public"), "{:?}", via_pgfed[1]);
+    assert_eq!(via_pgfed[2], "1234ms");
+    assert_eq!(via_pgfed[3], "pgfed_trust");
+    assert_eq!(via_pgfed, via_direct, "the same settings as a direct connection");
+}
