@@ -33,7 +33,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -140,17 +140,6 @@ impl Default for UpstreamConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { format: LogFormat::Text, level: "info".into() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            upstream: UpstreamConfig::default(),
-            metrics: MetricsConfig::default(),
-            log: LogConfig::default(),
-        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! Cancel keys. Clients get a key of pgfed's own in BackendKeyData; a CancelRequest carrying it is
-//! mapped to the upstream key of the same session and sent on.
+//! Cancel keys. A client's BackendKeyData carries the upstream backend's pid (so `PQbackendPID`,
+//! `pg_backend_pid()` and the sender pid of notifications agree, as they do without a proxy) and
+//! a secret of pgfed's own. A CancelRequest with that key is mapped to the upstream's secret and
+//! sent on; the upstream's secret never leaves pgfed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +15,8 @@ struct Entry {
     upstream: UpstreamKey,
 }
 
-/// pid to session key map shared by all sessions.
+/// pid to session key map shared by all sessions. Upstream pids are unique among live sessions of
+/// one upstream server.
 #[derive(Default)]
 pub(crate) struct CancelRegistry {
     sessions: Mutex<HashMap<i32, Entry>>,
@@ -27,19 +30,13 @@ pub(crate) struct Registration {
 }
 
 impl CancelRegistry {
-    /// Issues a fresh key for a session whose upstream key is `upstream`.
+    /// Issues the client-facing key for a session whose upstream key is `upstream`.
     pub(crate) fn register(self: &Arc<Self>, upstream: UpstreamKey) -> Registration {
-        let mut rng = rand::rng();
-        let secret: [u8; 4] = rng.random();
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let pid = loop {
-            // Positive like a real pid; some clients print it.
-            let pid = rng.random_range(1..i32::MAX);
-            if !sessions.contains_key(&pid) {
-                break pid;
-            }
-        };
-        sessions.insert(pid, Entry { secret, upstream });
+        let secret: [u8; 4] = rand::rng().random();
+        let pid = upstream.pid;
+        // A pid still registered belongs to a session whose upstream backend is gone (Postgres
+        // reused the pid); that session is ending, so the new one takes the slot.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, Entry { secret, upstream });
         Registration { registry: self.clone(), pid, secret }
     }
 
@@ -47,16 +44,22 @@ impl CancelRegistry {
     pub(crate) fn lookup(&self, pid: i32, secret: &[u8]) -> Option<UpstreamKey> {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = sessions.get(&pid)?;
-        // Compare without an early exit so timing does not reveal how much of a guess matched.
-        let same = secret.len() == entry.secret.len()
-            && secret.iter().zip(entry.secret.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        same.then(|| entry.upstream.clone())
+        same_secret(secret, &entry.secret).then(|| entry.upstream.clone())
     }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess matched.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.pid);
+        let mut sessions = self.registry.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only our own entry: a newer session may have taken over a reused pid.
+        if sessions.get(&self.pid).is_some_and(|e| e.secret == self.secret) {
+            sessions.remove(&self.pid);
+        }
     }
 }
 
@@ -68,13 +71,23 @@ mod tests {
     fn keys_map_to_the_upstream_key_until_the_session_ends() {
         let reg = Arc::new(CancelRegistry::default());
         let r = reg.register(UpstreamKey { pid: 7, secret: vec![9; 4] });
-        assert_eq!(reg.lookup(r.pid, &r.secret).map(|k| k.pid), Some(7));
+        assert_eq!(r.pid, 7);
+        assert_eq!(reg.lookup(7, &r.secret).map(|k| k.secret), Some(vec![9; 4]));
         let mut wrong = r.secret;
         wrong[0] ^= 1;
-        assert!(reg.lookup(r.pid, &wrong).is_none());
-        assert!(reg.lookup(r.pid, &r.secret[..3]).is_none());
-        let (pid, secret) = (r.pid, r.secret);
+        assert!(reg.lookup(7, &wrong).is_none());
+        assert!(reg.lookup(7, &r.secret[..3]).is_none());
+        let secret = r.secret;
         drop(r);
-        assert!(reg.lookup(pid, &secret).is_none());
+        assert!(reg.lookup(7, &secret).is_none());
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_removed_by_the_old_session() {
+        let reg = Arc::new(CancelRegistry::default());
+        let old = reg.register(UpstreamKey { pid: 7, secret: vec![1; 4] });
+        let new = reg.register(UpstreamKey { pid: 7, secret: vec![2; 4] });
+        drop(old);
+        assert_eq!(reg.lookup(7, &new.secret).map(|k| k.secret), Some(vec![2; 4]));
     }
 }

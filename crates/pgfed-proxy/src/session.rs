@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use pgfed_wire::message::{self, ErrorFields};
-use pgfed_wire::{FrameScanner, ProtocolVersion, Scanned, StartupPacket, backend, frontend};
+use pgfed_wire::{FrameScanner, ProtocolVersion, Scanned, StartupPacket, StartupParams, backend, frontend};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, warn};
@@ -23,7 +23,7 @@ use crate::upstream::UpstreamKey;
 /// What the first packets of a connection asked for.
 enum Opening {
     Cancel { pid: i32, secret: Vec<u8> },
-    Startup { stream: ClientStream, version: ProtocolVersion, params: Vec<(Vec<u8>, Vec<u8>)>, leftover: BytesMut },
+    Startup { stream: ClientStream, version: ProtocolVersion, params: StartupParams, leftover: BytesMut },
 }
 
 /// Runs a connection to its end. Never panics on client or upstream input; errors are logged and,
@@ -186,7 +186,7 @@ async fn establish(
     shared: &Arc<Shared>,
     client: &mut ClientStream,
     version: ProtocolVersion,
-    mut params: Vec<(Vec<u8>, Vec<u8>)>,
+    mut params: StartupParams,
     client_buf: BytesMut,
 ) -> Result<Established, SessionError> {
     let param =
@@ -198,10 +198,10 @@ async fn establish(
         tls = client.is_tls(),
         "session starting"
     );
-    if !params.iter().any(|(k, _)| k == b"database") {
-        if let Some(db) = &shared.upstream.url.database {
-            params.push((b"database".to_vec(), db.clone().into_bytes()));
-        }
+    if !params.iter().any(|(k, _)| k == b"database")
+        && let Some(db) = &shared.upstream.url.database
+    {
+        params.push((b"database".to_vec(), db.clone().into_bytes()));
     }
     let (mut upstream, took) =
         shared.upstream.connect().await.inspect_err(|_| shared.metrics.upstream_connect_failures.increment(1))?;

@@ -102,10 +102,10 @@ impl Router {
         if managed.tables.is_empty() {
             return Decision { route: Route::Upstream, path: Path::Scan };
         }
-        if let Some(pf) = &managed.prefilter {
-            if !pf.is_match(sql) {
-                return Decision { route: Route::Upstream, path: Path::Scan };
-            }
+        if let Some(pf) = &managed.prefilter
+            && !pf.is_match(sql)
+        {
+            return Decision { route: Route::Upstream, path: Path::Scan };
         }
         let text = String::from_utf8_lossy(sql);
         let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, &text) else {
@@ -113,10 +113,10 @@ impl Router {
         };
         let mut found: Vec<QualifiedName> = Vec::new();
         let _ = visit_relations(&statements, |rel: &ObjectName| {
-            if let Some(t) = resolve(rel, &managed.tables, search_path) {
-                if !found.contains(&t) {
-                    found.push(t);
-                }
+            if let Some(t) = resolve(rel, &managed.tables, search_path)
+                && !found.contains(&t)
+            {
+                found.push(t);
             }
             ControlFlow::<()>::Continue(())
         });

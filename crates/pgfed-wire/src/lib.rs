@@ -14,7 +14,7 @@ pub mod startup;
 
 pub use frame::{FrameError, FrameScanner, Scanned};
 pub use message::{ErrorFields, PgError, Severity};
-pub use startup::{ProtocolVersion, StartupError, StartupPacket};
+pub use startup::{ProtocolVersion, StartupError, StartupPacket, StartupParams};
 
 /// Frontend (client to server) message tags that pgfed cares about.
 pub mod frontend {

@@ -21,6 +21,9 @@ impl std::fmt::Display for ProtocolVersion {
     }
 }
 
+/// Startup parameters as (name, value) pairs, in the order the client sent them.
+pub type StartupParams = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A decoded pre-startup packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartupPacket {
@@ -118,7 +121,7 @@ impl StartupPacket {
 }
 
 /// Parses `name\0value\0...\0`. Like Postgres, a packet that is just the terminator is valid.
-fn decode_params(mut rest: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StartupError> {
+fn decode_params(mut rest: &[u8]) -> Result<StartupParams, StartupError> {
     let mut params = Vec::new();
     loop {
         let Some(end) = memchr::memchr(0, rest) else { return Err(StartupError::Layout) };

@@ -153,8 +153,11 @@ async fn protocol_3_99_is_negotiated_down_by_postgres_and_the_session_works() {
     let (msgs, status) = c.until_ready().await;
     assert_eq!(status, b'I');
     let v = msgs.iter().find(|m| m.tag == b'v').unwrap_or_else(|| panic!("NegotiateProtocolVersion in {msgs:?}"));
-    let newest_minor = i32::from_be_bytes([v.body[0], v.body[1], v.body[2], v.body[3]]);
-    assert_eq!(newest_minor, 0, "Postgres 15 offers 3.0");
+    // Postgres sends its newest version whole (3 << 16 | minor); Postgres 15 offers 3.0.
+    let newest = u32::from_be_bytes([v.body[0], v.body[1], v.body[2], v.body[3]]);
+    assert_eq!(newest & 0xffff, 0, "Postgres 15 offers minor version 0, got {newest:#x}");
+    let unrecognized = u32::from_be_bytes([v.body[4], v.body[5], v.body[6], v.body[7]]);
+    assert_eq!(unrecognized, 0, "no protocol options were sent");
     let (msgs, status) = simple(&mut c, "select 6 * 7").await;
     assert_eq!((first_value(&msgs).as_str(), status), ("42", b'I'));
     other_session_works(&proxy).await;

@@ -224,6 +224,29 @@ async fn shutdown_timeout_ends_sessions_stuck_in_a_transaction_with_57p01() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "pgfed bug: session::run awaits negotiate/establish without watching the shutdown signals, \
+            so clients still in startup or authentication survive the deadline and serve only returns \
+            after FORCE_GRACE (10s) more"]
+async fn shutdown_deadline_also_ends_clients_still_in_startup() {
+    let mut proxy = TestProxy::start_with(|c| c.server.shutdown_timeout = Duration::from_secs(1)).await;
+    // One client stopped halfway through its startup packet, one never answers the password request.
+    let mut half_packet = RawClient::connect(proxy.addr).await;
+    half_packet.send(&[0, 0, 0, 40]).await;
+    let mut no_password = RawClient::connect(proxy.addr).await;
+    no_password.startup(&[("user", "pgfed_password"), ("database", proxy.pg.db.as_str())]).await;
+    let m = no_password.recv_within(Duration::from_secs(5)).await.expect("a password request");
+    assert_eq!(m.tag, b'R');
+
+    let started = Instant::now();
+    let serve = proxy.begin_shutdown();
+    // Neither is a session yet; nothing should make pgfed wait for them past the deadline.
+    within(4, "the serve task ending", serve).await.expect("serve ends cleanly");
+    assert!(started.elapsed() < Duration::from_secs(3), "serve ended at {:?}", started.elapsed());
+    assert!(half_packet.closed_within(Duration::from_secs(1)).await, "the half-started client is closed");
+    assert!(no_password.closed_within(Duration::from_secs(1)).await, "the authenticating client is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_mid_query_cancels_the_upstream_query() {
     let proxy = TestProxy::start().await;
     let app = unique("disconnect");
@@ -261,6 +284,26 @@ async fn cancel_request_through_pgfed_cancels_the_running_query() {
     assert!(started.elapsed() < Duration::from_secs(5), "cancelled quickly: {:?}", started.elapsed());
     let row = within(5, "select after cancel", client.query_one("select 1::int4", &[])).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 1, "the session is usable after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_are_served_when_the_connection_limit_is_reached() {
+    let proxy = TestProxy::start_with(|c| c.server.max_connections = 1).await;
+    let app = unique("cancel_at_limit");
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let client = within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
+        .await
+        .expect("the only session");
+    let token = client.cancel_token();
+    let (result, ()) = within(10, "the cancelled query", async {
+        tokio::join!(client.simple_query("select pg_sleep(20)"), async {
+            poll_count(&admin, ACTIVE, &app, 1, 5, "pg_sleep starting").await;
+            token.cancel_query(tokio_postgres::NoTls).await.expect("cancel request sent");
+        })
+    })
+    .await;
+    let err = result.err().expect("the query is cancelled although no session slot is free");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
