@@ -22,7 +22,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -46,11 +50,14 @@ fn check_config_validates_without_starting_and_hides_passwords() {
     assert!(!out.contains("s3cret") && !err.contains("s3cret"), "password shown:\n{out}{err}");
 
     // The environment overrides the file, and flags override the environment.
-    let (code, out, _) = run(&["check-config", "--config", good.to_str().unwrap()], &[("PGFED_LISTEN", "127.0.0.1:7001")]);
+    let (code, out, _) =
+        run(&["check-config", "--config", good.to_str().unwrap()], &[("PGFED_LISTEN", "127.0.0.1:7001")]);
     assert_eq!(code, 0);
     assert!(out.contains("127.0.0.1:7001"), "{out}");
-    let (_, out, _) =
-        run(&["check-config", "--config", good.to_str().unwrap(), "--listen", "127.0.0.1:7002"], &[("PGFED_LISTEN", "127.0.0.1:7001")]);
+    let (_, out, _) = run(
+        &["check-config", "--config", good.to_str().unwrap(), "--listen", "127.0.0.1:7002"],
+        &[("PGFED_LISTEN", "127.0.0.1:7001")],
+    );
     assert!(out.contains("127.0.0.1:7002"), "{out}");
 
     let bad = dir.join("bad.toml");
@@ -189,7 +196,8 @@ async fn serves_metrics_logs_json_without_secrets_and_drains_on_sigterm() {
     assert!(!logs.contains("pw_scram"), "password leaked into logs");
     let mut saw_session = false;
     for line in logs.lines() {
-        let v: serde_json_probe::Value = serde_json_probe::parse(line).unwrap_or_else(|| panic!("not a JSON log line: {line}"));
+        let v: serde_json_probe::Value =
+            serde_json_probe::parse(line).unwrap_or_else(|| panic!("not a JSON log line: {line}"));
         saw_session |= v.has_key("id") && line.contains("session ended");
     }
     assert!(saw_session, "JSON logs carry the session id:\n{logs}");

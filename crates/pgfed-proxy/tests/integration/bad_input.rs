@@ -108,7 +108,9 @@ fn assert_nothing_but_an_error(bytes: &[u8], case: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_before_startup_closes_without_disturbing_other_sessions() {
     let proxy = TestProxy::start().await;
-    for garbage in [&b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..], b"\x16\x03\x01\x00\x05hello", b"\xff\xff\xff\xff"] {
+    for garbage in
+        [&b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..], b"\x16\x03\x01\x00\x05hello", b"\xff\xff\xff\xff"]
+    {
         let mut c = RawClient::connect(proxy.addr).await;
         c.send(garbage).await;
         let got = bytes_until_closed(&mut c, 5).await;
@@ -135,7 +137,8 @@ async fn startup_packet_with_invalid_length_is_closed() {
 async fn protocol_version_2_is_refused_with_0a000() {
     let proxy = TestProxy::start().await;
     let mut c = RawClient::connect(proxy.addr).await;
-    let params = [(b"user".to_vec(), b"pgfed_trust".to_vec()), (b"database".to_vec(), proxy.pg.db.clone().into_bytes())];
+    let params =
+        [(b"user".to_vec(), b"pgfed_trust".to_vec()), (b"database".to_vec(), proxy.pg.db.clone().into_bytes())];
     c.send(&StartupPacket::encode_startup(ProtocolVersion { major: 2, minor: 0 }, &params)).await;
     let m = c.recv_within(Duration::from_secs(5)).await.expect("an ErrorResponse before the close");
     let message = expect_error(&m, "FATAL", "0A000");
@@ -148,7 +151,8 @@ async fn protocol_version_2_is_refused_with_0a000() {
 async fn protocol_3_99_is_negotiated_down_by_postgres_and_the_session_works() {
     let proxy = TestProxy::start().await;
     let mut c = RawClient::connect(proxy.addr).await;
-    let params = [(b"user".to_vec(), b"pgfed_trust".to_vec()), (b"database".to_vec(), proxy.pg.db.clone().into_bytes())];
+    let params =
+        [(b"user".to_vec(), b"pgfed_trust".to_vec()), (b"database".to_vec(), proxy.pg.db.clone().into_bytes())];
     c.send(&StartupPacket::encode_startup(ProtocolVersion { major: 3, minor: 99 }, &params)).await;
     let (msgs, status) = c.until_ready().await;
     assert_eq!(status, b'I');
@@ -220,6 +224,18 @@ async fn oversized_message_is_fatal_08p01_naming_the_limit() {
     let message = expect_error(&m, "FATAL", "08P01");
     assert!(message.contains("4096"), "the message names the limit: {message}");
     assert!(c.closed_within(Duration::from_secs(5)).await, "closed after the oversized message");
+    // The limit holds during authentication too: a 10 kB password message.
+    let mut c = RawClient::connect(proxy.addr).await;
+    c.startup(&[("user", "pgfed_password"), ("database", proxy.pg.db.as_str())]).await;
+    let m = c.recv_within(Duration::from_secs(5)).await.expect("a password request");
+    assert_eq!(m.tag, b'R');
+    let mut password = vec![b'x'; 10_000];
+    password.push(0);
+    c.send(&frame(b'p', &password)).await;
+    let m = c.recv_within(Duration::from_secs(5)).await.expect("an error for the oversized password message");
+    let message = expect_error(&m, "FATAL", "08P01");
+    assert!(message.contains("4096"), "the message names the limit: {message}");
+    assert!(c.closed_within(Duration::from_secs(5)).await, "closed after the oversized password message");
     other_session_works(&proxy).await;
 }
 
@@ -236,7 +252,7 @@ async fn unknown_frontend_message_type_is_refused_by_postgres_with_08p01() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unencrypted_data_right_after_ssl_request_is_refused() {
+async fn unencrypted_data_right_after_an_encryption_request_is_refused() {
     let cert = TestCert::generate();
     let plain = TestProxy::start().await;
     let tls = TestProxy::start_with(|c| {
@@ -244,17 +260,17 @@ async fn unencrypted_data_right_after_ssl_request_is_refused() {
             Some(pgfed_config::TlsConfig { cert_file: cert.cert_file.clone(), key_file: cert.key_file.clone() })
     })
     .await;
-    for proxy in [&plain, &tls] {
+    for (proxy, request) in [(&plain, SSL_REQUEST), (&tls, SSL_REQUEST), (&plain, GSSENC_REQUEST)] {
         let mut c = RawClient::connect(proxy.addr).await;
         let params = [(b"user".to_vec(), b"pgfed_trust".to_vec())];
-        let mut pkt = SSL_REQUEST.to_vec();
+        let mut pkt = request.to_vec();
         pkt.extend(StartupPacket::encode_startup(ProtocolVersion { major: 3, minor: 0 }, &params));
         c.send(&pkt).await;
         let got = bytes_until_closed(&mut c, 5).await;
         // Postgres answers the SSLRequest and then reports the error; pgfed may also close at once.
         // Never 'S' (a handshake over injected data) and never an authentication message.
         let after_answer = if got.first() == Some(&b'N') { &got[1..] } else { &got[..] };
-        assert_nothing_but_an_error(after_answer, "SSLRequest followed by plaintext");
+        assert_nothing_but_an_error(after_answer, "encryption request followed by plaintext");
         other_session_works(proxy).await;
     }
 }

@@ -176,6 +176,10 @@ async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
     simple(&mut tx, "begin", b'T').await;
     simple(&mut tx, &format!("create table {table} (x int)"), b'T').await;
     simple(&mut tx, &format!("insert into {table} values (1)"), b'T').await;
+    // A statement running outside a transaction when the shutdown begins gets its answer first.
+    let (mut busy, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
+    busy.send(&query("select pg_sleep(1)::text || 'finished'")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let serve = proxy.begin_shutdown();
     let message = expect_fatal_then_close(&mut idle, "57P01", 5).await;
@@ -183,6 +187,10 @@ async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
     // The listener is gone: new clients are refused.
     let refused = within(5, "connect after shutdown", tokio::net::TcpStream::connect(proxy.addr)).await;
     assert!(refused.is_err(), "new connections are refused after shutdown began");
+    let (msgs, status) = busy.until_ready().await;
+    assert!(msgs.iter().all(|m| m.tag != b'E'), "the running statement completes: {msgs:?}");
+    assert_eq!((first_value(&msgs).as_str(), status), ("finished", b'I'));
+    expect_fatal_then_close(&mut busy, "57P01", 5).await;
 
     // The transaction continues and commits; then its session ends too.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -267,9 +275,10 @@ async fn cancel_request_through_pgfed_cancels_the_running_query() {
     let proxy = TestProxy::start().await;
     let app = unique("cancel");
     let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
-    let client = within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
-        .await
-        .expect("session through pgfed");
+    let client =
+        within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
+            .await
+            .expect("session through pgfed");
     let token = client.cancel_token();
     let started = Instant::now();
     let (result, ()) = within(10, "the cancelled query", async {
@@ -291,9 +300,10 @@ async fn cancel_requests_are_served_when_the_connection_limit_is_reached() {
     let proxy = TestProxy::start_with(|c| c.server.max_connections = 1).await;
     let app = unique("cancel_at_limit");
     let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
-    let client = within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
-        .await
-        .expect("the only session");
+    let client =
+        within(10, "session", connect(&format!("{} application_name={app}", proxy.conninfo("pgfed_trust", None))))
+            .await
+            .expect("the only session");
     let token = client.cancel_token();
     let (result, ()) = within(10, "the cancelled query", async {
         tokio::join!(client.simple_query("select pg_sleep(20)"), async {

@@ -320,3 +320,108 @@ async fn client_tls_is_verified_by_psql_and_plain_still_works() {
     // OpenSSL finds the impostor CA by name and rejects the signature ("EVP lib") or the chain.
     assert!(!ok && err.contains("SSL error"), "{err}");
 }
+
+/// A client that keeps writing a long pipeline while the answers pile up must not deadlock:
+/// Postgres stops reading while its output is full, so a proxy that blocked writing to it without
+/// reading from it would hang here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_pipeline_written_while_answers_pile_up_does_not_deadlock() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = TestProxy::start().await;
+    let mut raw = RawClient::connect(proxy.addr).await;
+    raw.startup(&[("user", USER), ("database", &proxy.pg.db)]).await;
+    raw.until_ready().await;
+    let (mut rd, mut wr) = tokio::io::split(raw.stream);
+    const N: usize = 3000;
+    // 3000 queries of ~8 kB each (24 MB up), each answering 20 kB (60 MB down).
+    let padding = format!("/* {} */", "p".repeat(8000));
+    let writer = tokio::spawn(async move {
+        let q = query(&format!("select repeat('x', 20000) {padding}"));
+        for _ in 0..N {
+            wr.write_all(&q).await.unwrap();
+        }
+        wr
+    });
+    let reader = tokio::spawn(async move {
+        let (mut ready, mut pending, mut buf) = (0usize, Vec::<u8>::new(), vec![0u8; 1 << 16]);
+        while ready < N {
+            let n = rd.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed after {ready} answers");
+            pending.extend_from_slice(&buf[..n]);
+            let mut pos = 0;
+            while pending.len() - pos >= 5 {
+                let len = u32::from_be_bytes([pending[pos + 1], pending[pos + 2], pending[pos + 3], pending[pos + 4]])
+                    as usize;
+                if pending.len() - pos < len + 1 {
+                    break;
+                }
+                match pending[pos] {
+                    b'Z' => ready += 1,
+                    b'E' => panic!("error in the pipeline"),
+                    _ => {}
+                }
+                pos += len + 1;
+            }
+            pending.drain(..pos);
+        }
+        ready
+    });
+    let done =
+        tokio::time::timeout(Duration::from_secs(120), async { (writer.await.unwrap(), reader.await.unwrap()) }).await;
+    let (_, ready) = done.expect("pipeline completed without deadlock");
+    assert_eq!(ready, N);
+}
+
+/// libpq 17's `sslnegotiation=direct`: TLS from the first byte, ALPN "postgresql" required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_negotiation_with_alpn_is_accepted_and_without_alpn_refused() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = TestCert::generate();
+    let tls = pgfed_config::TlsConfig { cert_file: cert.cert_file.clone(), key_file: cert.key_file.clone() };
+    let proxy = TestProxy::start_with(|c| c.server.tls = Some(tls)).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&cert.ca_file).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = |alpn: Vec<Vec<u8>>| {
+        let mut c = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        c.alpn_protocols = alpn;
+        tokio_rustls::TlsConnector::from(Arc::new(c))
+    };
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut tls = config(vec![b"postgresql".to_vec()]).connect(name.clone(), tcp).await.unwrap();
+    let startup = pgfed_wire::StartupPacket::encode_startup(
+        pgfed_wire::ProtocolVersion { major: 3, minor: 0 },
+        &[(b"user".to_vec(), USER.as_bytes().to_vec()), (b"database".to_vec(), proxy.pg.db.as_bytes().to_vec())],
+    );
+    tls.write_all(&startup).await.unwrap();
+    tls.write_all(&query("select 'direct'")).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(6).any(|w| w == b"direct") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    // Without ALPN the connection is not taken for Postgres.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let refused = match config(vec![]).connect(name, tcp).await {
+        Err(_) => true,
+        Ok(mut tls) => {
+            let _ = tls.write_all(&startup).await;
+            matches!(tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        }
+    };
+    assert!(refused, "direct TLS without ALPN must be refused");
+}
