@@ -174,6 +174,8 @@ struct State {
     /// Last ReadyForQuery status: b'I', b'T' or b'E'.
     status: u8,
     terminated: bool,
+    /// Frames seen from the client; a change means the client is active.
+    client_frames: u64,
     /// The last error forwarded from upstream was FATAL.
     upstream_fatal: bool,
 }
@@ -222,7 +224,7 @@ impl<'a> Relay<'a> {
             c2u: Pipe::new(client_buf, max, up_flush),
             // The upstream is trusted to frame correctly; no size limit on what it sends.
             u2c: Pipe::new(upstream_buf, usize::MAX, client_flush),
-            state: State { outstanding: 0, unsynced: false, status, terminated: false, upstream_fatal: false },
+            state: State { outstanding: 0, unsynced: false, status, terminated: false, client_frames: 0, upstream_fatal: false },
             key,
             stats: Stats::default(),
         }
@@ -260,7 +262,9 @@ impl<'a> Relay<'a> {
             if shutting_down && self.state.idle() && self.state.status == b'I' && self.u2c.drained() {
                 return Ending::Shutdown;
             }
-            if !idle_armed && self.state.idle() && self.c2u.buf.is_empty() {
+            // Like Postgres, the clock runs while waiting for the next complete message: bytes of
+            // an unfinished one do not reset it.
+            if !idle_armed && self.state.idle() {
                 let limit = if self.state.status == b'I' { idle_session } else { idle_in_tx };
                 if !limit.is_zero() {
                     idle_timer.as_mut().reset(Instant::now() + limit);
@@ -293,14 +297,17 @@ impl<'a> Relay<'a> {
                     Ok(n) => {
                         self.stats.bytes_in += n as u64;
                         self.metrics.client_bytes_in.increment(n as u64);
-                        idle_armed = false;
+                        let frames = self.state.client_frames;
                         if let Err(e) = self.scan_client() { return Ending::Error(e) }
+                        if self.state.client_frames != frames {
+                            idle_armed = false;
+                        }
                     }
                 },
                 _ = &mut graceful, if !shutting_down => shutting_down = true,
                 _ = &mut idle_timer, if idle_armed => {
                     idle_armed = false;
-                    if self.state.idle() && self.c2u.buf.is_empty() {
+                    if self.state.idle() {
                         return if self.state.status == b'I' { Ending::IdleSessionTimeout } else { Ending::IdleInTransactionTimeout };
                     }
                 }
@@ -315,7 +322,9 @@ impl<'a> Relay<'a> {
             let pos = pipe.ready;
             match pipe.scanner.next(&pipe.buf[pos..], |t| t == frontend::QUERY || t == frontend::PARSE)? {
                 Scanned::Pass { len } => pipe.ready += len,
-                Scanned::Header { tag, .. } => match tag {
+                Scanned::Header { tag, .. } => {
+                    self.state.client_frames += 1;
+                    match tag {
                     frontend::SYNC | frontend::FUNCTION_CALL => {
                         self.state.outstanding += 1;
                         self.state.unsynced = false;
@@ -326,8 +335,10 @@ impl<'a> Relay<'a> {
                     }
                     // CopyData/CopyDone/CopyFail and anything Postgres may reject: forwarded as is.
                     _ => {}
-                },
+                    }
+                }
                 Scanned::Whole { tag, frame_len } => {
+                    self.state.client_frames += 1;
                     let frame = &pipe.buf[pos..pos + frame_len];
                     let text = if tag == frontend::QUERY {
                         self.state.outstanding += 1;

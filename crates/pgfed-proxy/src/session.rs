@@ -33,7 +33,11 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, i
     async move {
         let _ = tcp.set_nodelay(true);
         let started = Instant::now();
-        let opened = tokio::time::timeout(shared.config.server.startup_timeout, negotiate(&shared, tcp)).await;
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(shared.config.server.startup_timeout, negotiate(&shared, tcp)) => opened,
+            // Past the shutdown deadline nobody waits for a startup packet.
+            _ = signals.force.cancelled() => return debug!("closed during negotiation: shutting down"),
+        };
         let (mut client, version, params, leftover) = match opened {
             Ok(Ok(Opening::Startup { stream, version, params, leftover })) => (stream, version, params, leftover),
             Ok(Ok(Opening::Cancel { pid, secret })) => return handle_cancel(&shared, pid, &secret).await,
@@ -49,11 +53,16 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, i
             return refuse(&shared, &mut client, SessionError::TooManyClients).await;
         };
         let remaining = shared.config.server.startup_timeout.saturating_sub(started.elapsed());
-        let setup = tokio::time::timeout(remaining, establish(&shared, &mut client, version, params, leftover)).await;
+        let setup = tokio::select! {
+            setup = tokio::time::timeout(remaining, establish(&shared, &mut client, version, params, leftover)) => match setup {
+                Ok(result) => result,
+                Err(_) => Err(SessionError::StartupTimeout),
+            },
+            _ = signals.force.cancelled() => Err(SessionError::ShuttingDown),
+        };
         let (upstream, upstream_buf, client_buf, key, registration, status) = match setup {
-            Ok(Ok(parts)) => parts,
-            Ok(Err(e)) => return refuse(&shared, &mut client, e).await,
-            Err(_) => return refuse(&shared, &mut client, SessionError::StartupTimeout).await,
+            Ok(parts) => parts,
+            Err(e) => return refuse(&shared, &mut client, e).await,
         };
         shared.metrics.sessions_total.increment(1);
         shared.metrics.sessions_active.increment(1.0);
