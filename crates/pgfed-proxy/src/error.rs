@@ -56,7 +56,9 @@ impl SessionError {
             UnsupportedVersion(_) => PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, self.to_string()),
             TooManyClients => PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, self.to_string()),
             StartupTimeout => PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "canceling authentication due to timeout"),
-            ShuttingDown => PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command"),
+            ShuttingDown => {
+                PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            }
             UpstreamConnect { .. } => {
                 PgError::fatal(sqlstate::CONNECTION_FAILURE, "could not connect to the upstream server")
                     .with_detail(self.to_string())

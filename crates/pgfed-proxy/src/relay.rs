@@ -171,6 +171,11 @@ struct State {
     outstanding: u32,
     /// Extended-protocol messages sent since the last Sync.
     unsynced: bool,
+    /// Syncs since the last Query or Execute: the ones Postgres skips if that command starts a
+    /// COPY IN.
+    syncs_since_command: u32,
+    /// The client is sending COPY data.
+    in_copy_in: bool,
     /// Last ReadyForQuery status: b'I', b'T' or b'E'.
     status: u8,
     terminated: bool,
@@ -183,6 +188,43 @@ struct State {
 impl State {
     fn idle(&self) -> bool {
         self.outstanding == 0 && !self.unsynced
+    }
+
+    /// Counts the ReadyForQuery a client frame will earn, as Postgres will process it.
+    fn on_client_frame(&mut self, tag: u8) {
+        match tag {
+            frontend::QUERY => {
+                self.outstanding += 1;
+                self.syncs_since_command = 0;
+            }
+            frontend::EXECUTE => {
+                self.unsynced = true;
+                self.syncs_since_command = 0;
+            }
+            // Postgres ignores Sync during COPY IN; clients send another after CopyDone.
+            frontend::SYNC if self.in_copy_in => {}
+            frontend::SYNC => {
+                self.outstanding += 1;
+                self.unsynced = false;
+                self.syncs_since_command += 1;
+            }
+            frontend::FUNCTION_CALL => self.outstanding += 1,
+            frontend::COPY_DATA | frontend::COPY_DONE | frontend::COPY_FAIL => {
+                if !self.in_copy_in {
+                    // The COPY started before Postgres read the Syncs the client pipelined after
+                    // its Execute, so Postgres ignored them: they earn no ReadyForQuery.
+                    self.outstanding = self.outstanding.saturating_sub(self.syncs_since_command);
+                    self.syncs_since_command = 0;
+                }
+                self.in_copy_in = tag == frontend::COPY_DATA;
+            }
+            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE | frontend::FLUSH => {
+                self.unsynced = true
+            }
+            frontend::TERMINATE => self.terminated = true,
+            // Anything else is Postgres's to accept or reject.
+            _ => {}
+        }
     }
 }
 
@@ -224,7 +266,16 @@ impl<'a> Relay<'a> {
             c2u: Pipe::new(client_buf, max, up_flush),
             // The upstream is trusted to frame correctly; no size limit on what it sends.
             u2c: Pipe::new(upstream_buf, usize::MAX, client_flush),
-            state: State { outstanding: 0, unsynced: false, status, terminated: false, client_frames: 0, upstream_fatal: false },
+            state: State {
+                outstanding: 0,
+                unsynced: false,
+                syncs_since_command: 0,
+                in_copy_in: false,
+                status,
+                terminated: false,
+                client_frames: 0,
+                upstream_fatal: false,
+            },
             key,
             stats: Stats::default(),
         }
@@ -324,27 +375,15 @@ impl<'a> Relay<'a> {
                 Scanned::Pass { len } => pipe.ready += len,
                 Scanned::Header { tag, .. } => {
                     self.state.client_frames += 1;
-                    match tag {
-                    frontend::SYNC | frontend::FUNCTION_CALL => {
-                        self.state.outstanding += 1;
-                        self.state.unsynced = false;
-                    }
-                    frontend::TERMINATE => self.state.terminated = true,
-                    frontend::BIND | frontend::EXECUTE | frontend::DESCRIBE | frontend::CLOSE | frontend::FLUSH => {
-                        self.state.unsynced = true
-                    }
-                    // CopyData/CopyDone/CopyFail and anything Postgres may reject: forwarded as is.
-                    _ => {}
-                    }
+                    self.state.on_client_frame(tag);
                 }
                 Scanned::Whole { tag, frame_len } => {
                     self.state.client_frames += 1;
                     let frame = &pipe.buf[pos..pos + frame_len];
+                    self.state.on_client_frame(tag);
                     let text = if tag == frontend::QUERY {
-                        self.state.outstanding += 1;
                         message::query_text(frame)
                     } else {
-                        self.state.unsynced = true;
                         message::parse_query_text(frame)
                     };
                     // A malformed body is Postgres's to reject, with its own message.
@@ -471,4 +510,60 @@ async fn terminate<W: AsyncWrite + Unpin>(w: &mut W, at_boundary: bool) -> std::
         w.write_all(&[frontend::TERMINATE, 0, 0, 0, 4]).await?;
     }
     w.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            outstanding: 0,
+            unsynced: false,
+            syncs_since_command: 0,
+            in_copy_in: false,
+            status: b'I',
+            terminated: false,
+            client_frames: 0,
+            upstream_fatal: false,
+        }
+    }
+
+    /// Feeds client tags, then as many ReadyForQuery as Postgres would send; the session must end
+    /// idle with nothing outstanding.
+    fn settles(tags: &[u8], z_from_postgres: u32) -> State {
+        let mut s = state();
+        for &t in tags {
+            s.on_client_frame(t);
+        }
+        s.outstanding = s.outstanding.saturating_sub(z_from_postgres);
+        s
+    }
+
+    #[test]
+    fn simple_and_extended_queries_owe_one_ready_each() {
+        assert!(settles(b"QQ", 2).idle());
+        assert!(settles(b"PBDESPBES", 2).idle());
+        assert!(!settles(b"PBE", 0).idle(), "unsynced extended messages keep the session busy");
+        assert!(!settles(b"QQ", 1).idle());
+        assert!(settles(b"F", 1).idle());
+    }
+
+    #[test]
+    fn copy_in_through_extended_protocol_skips_the_ignored_sync() {
+        // libpq: Parse/Bind/Describe/Execute/Sync, data, CopyDone, Sync. Postgres ignores the first
+        // Sync (it arrives in COPY IN mode) and sends one ReadyForQuery.
+        assert!(settles(b"PBDESddcS", 1).idle());
+        assert!(settles(b"PBDESfS", 1).idle());
+        // Syncs and Flushes during the data phase are ignored too.
+        assert!(settles(b"PBDESdSdHdcS", 1).idle());
+    }
+
+    #[test]
+    fn copy_in_through_simple_query_owes_one_ready() {
+        assert!(settles(b"Qddc", 1).idle());
+        // An earlier, answered extended query does not confuse the count.
+        assert!(settles(b"PBESQddc", 2).idle());
+        assert!(settles(b"Qf", 1).idle());
+    }
 }

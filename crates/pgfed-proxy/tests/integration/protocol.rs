@@ -425,3 +425,39 @@ async fn direct_tls_negotiation_with_alpn_is_accepted_and_without_alpn_refused()
     };
     assert!(refused, "direct TLS without ALPN must be refused");
 }
+
+/// Postgres ignores Sync during COPY IN and libpq sends another after CopyDone; pgfed must still
+/// see the session as idle afterwards (here: the idle timeout fires).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_is_idle_again_after_an_extended_protocol_copy() {
+    let proxy = TestProxy::start_with(|c| c.server.idle_session_timeout = Duration::from_secs(1)).await;
+    let mut raw = RawClient::connect(proxy.addr).await;
+    raw.startup(&[("user", USER), ("database", &proxy.pg.db)]).await;
+    raw.until_ready().await;
+    raw.send(&query("create temp table ext_copy (a int)")).await;
+    raw.until_ready().await;
+    let mut msgs = Vec::new();
+    msgs.extend(frame(b'P', b"\0copy ext_copy from stdin\0\0\0"));
+    msgs.extend(frame(b'B', b"\0\0\0\0\0\0\0\0"));
+    msgs.extend(frame(b'E', b"\0\0\0\0\0"));
+    msgs.extend(frame(b'S', b""));
+    raw.send(&msgs).await;
+    loop {
+        let m = raw.recv_within(Duration::from_secs(10)).await.expect("CopyInResponse");
+        assert_ne!(m.tag, b'E', "error: {:?}", m.field(b'M'));
+        if m.tag == b'G' {
+            break;
+        }
+    }
+    let mut copy = frame(b'd', b"1\n2\n3\n");
+    copy.extend(frame(b'c', b""));
+    copy.extend(frame(b'S', b""));
+    raw.send(&copy).await;
+    let (msgs, status) = raw.until_ready().await;
+    assert_eq!(status, b'I');
+    assert!(msgs.iter().any(|m| m.tag == b'C' && m.body.starts_with(b"COPY 3")), "{msgs:?}");
+    let started = std::time::Instant::now();
+    let m = raw.recv_within(Duration::from_secs(5)).await.expect("idle timeout error");
+    assert_eq!((m.tag, m.field(b'C').as_deref()), (b'E', Some("57P05")));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
