@@ -487,7 +487,7 @@ impl<'a> Relay<'a> {
         })
         .await;
         // Tell Postgres the session is over rather than leaving it to notice a reset.
-        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, terminate(&mut self.up_w, self.c2u.out.is_empty())).await;
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, terminate(&mut self.up_w, self.c2u.out.is_empty() && self.c2u.ready == 0 && self.c2u.scanner.at_boundary())).await;
     }
 
     fn cancel_upstream(&self, why: &str) {
@@ -504,7 +504,8 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(w: &mut W, out: &[u8]) -> std::io
     if out.is_empty() { w.flush().await.map(|()| 0) } else { w.write(out).await }
 }
 
-/// Sends Terminate unless a frame was left half-written (then only closes).
+/// Sends Terminate when everything forwarded so far ends on a frame boundary; otherwise only
+/// closes (a Terminate inside a frame would be read as part of it).
 async fn terminate<W: AsyncWrite + Unpin>(w: &mut W, at_boundary: bool) -> std::io::Result<()> {
     if at_boundary {
         w.write_all(&[frontend::TERMINATE, 0, 0, 0, 4]).await?;

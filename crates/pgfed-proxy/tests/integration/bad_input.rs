@@ -377,10 +377,11 @@ async fn client_that_never_reads_a_huge_result_does_not_slow_other_sessions() {
     other_session_works(&proxy).await;
     assert!(t.elapsed() < Duration::from_secs(2), "a new session took {:?}", t.elapsed());
 
-    // pgfed holds a bounded buffer, not the ~200 MB result.
+    // pgfed holds a bounded buffer, not the ~200 MB result. The process also runs other tests, so
+    // the margin is wide; the ClientWrite check above is the precise one.
     if let (Some(before), Some(after)) = (rss_before, rss_bytes()) {
         let grew = after.saturating_sub(before);
-        assert!(grew < 100 << 20, "process memory grew by {} MiB", grew >> 20);
+        assert!(grew < 160 << 20, "process memory grew by {} MiB", grew >> 20);
     }
 
     // Closing the hog frees it: its upstream backend goes away.
@@ -398,13 +399,22 @@ async fn client_that_never_reads_a_huge_result_does_not_slow_other_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_with_a_wrong_key_is_ignored() {
     let proxy = TestProxy::start().await;
-    let (mut c, startup) = ready_raw(&proxy, "pgfed_bad_wrong_cancel").await;
+    let app = format!("pgfed_bad_wrong_cancel_{}", std::process::id());
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let (mut c, startup) = ready_raw(&proxy, &app).await;
     let k = startup.iter().find(|m| m.tag == b'K').expect("BackendKeyData");
     let pid = i32::from_be_bytes([k.body[0], k.body[1], k.body[2], k.body[3]]);
     let secret = k.body[4..].to_vec();
     let started = Instant::now();
-    c.send(&query("select pg_sleep(1)")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.send(&query("select pg_sleep(2)")).await;
+    // Only a running query can be cancelled: wait until it runs.
+    let active = "select count(*) from pg_stat_activity where application_name = $1 and state = 'active'";
+    within(5, "pg_sleep starting", async {
+        while admin.query_one(active, &[&app]).await.unwrap().get::<_, i64>(0) != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let mut wrong_secret = secret.clone();
     wrong_secret[0] ^= 0x5a;
     for (p, s) in [(pid, wrong_secret), (pid.wrapping_add(1), secret.clone()), (pid, secret[..3].to_vec())] {
@@ -417,6 +427,22 @@ async fn cancel_request_with_a_wrong_key_is_ignored() {
     assert!(msgs.iter().all(|m| m.tag != b'E'), "the query was not cancelled: {msgs:?}");
     assert!(msgs.iter().any(|m| m.tag == b'C'), "the query completed: {msgs:?}");
     assert_eq!(status, b'I');
-    assert!(started.elapsed() >= Duration::from_millis(950), "pg_sleep(1) ran to its end");
+    assert!(started.elapsed() >= Duration::from_millis(1950), "pg_sleep(2) ran to its end");
+    other_session_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_sent_in_the_same_packet_as_the_startup_is_answered() {
+    let proxy = TestProxy::start().await;
+    let mut c = RawClient::connect(proxy.addr).await;
+    let params =
+        [(b"user".to_vec(), b"pgfed_trust".to_vec()), (b"database".to_vec(), proxy.pg.db.clone().into_bytes())];
+    let mut pkt = StartupPacket::encode_startup(ProtocolVersion { major: 3, minor: 0 }, &params);
+    pkt.extend(query("select 'eager'"));
+    c.send(&pkt).await;
+    let (_, status) = c.until_ready().await;
+    assert_eq!(status, b'I');
+    let (msgs, status) = c.until_ready().await;
+    assert_eq!((first_value(&msgs).as_str(), status), ("eager", b'I'));
     other_session_works(&proxy).await;
 }

@@ -95,8 +95,7 @@ async fn connection_limit_refuses_the_third_session_with_53300() {
     let second = within(10, "second session", proxy.connect("pgfed_trust", None)).await;
     let err = within(10, "third session", connect(&proxy.conninfo("pgfed_trust", None)))
         .await
-        .err()
-        .expect("the third session is refused");
+        .expect_err("the third session is refused");
     let db = err.as_db_error().unwrap_or_else(|| panic!("a server error, got {err}"));
     assert_eq!(db.code(), &SqlState::TOO_MANY_CONNECTIONS);
     assert_eq!(db.message(), "sorry, too many clients already");
@@ -132,6 +131,19 @@ async fn idle_session_timeout_closes_an_idle_session_with_57p05() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "after ~1s idle: {took:?}");
     select_one_works(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_timeout_also_applies_to_a_client_stalled_mid_message() {
+    // Postgres arms idle_session_timeout while it waits for the next command, however much of it
+    // arrived; a client cannot keep a session forever by sending a few bytes and going silent.
+    let proxy = TestProxy::start_with(|c| c.server.idle_session_timeout = Duration::from_secs(1)).await;
+    let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle_stalled").await;
+    let q = query("select 'never completed'");
+    c.send(&q[..q.len() / 2]).await;
+    let started = Instant::now();
+    expect_fatal_then_close(&mut c, "57P05", 5).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "after ~1s: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +189,10 @@ async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
     simple(&mut tx, &format!("create table {table} (x int)"), b'T').await;
     simple(&mut tx, &format!("insert into {table} values (1)"), b'T').await;
     // A statement running outside a transaction when the shutdown begins gets its answer first.
-    let (mut busy, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
+    let busy_app = unique("shutdown_busy");
+    let (mut busy, _) = ready_raw(&proxy, &busy_app).await;
     busy.send(&query("select pg_sleep(1)::text || 'finished'")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    poll_count(&admin, ACTIVE, &busy_app, 1, 5, "pg_sleep starting").await;
 
     let serve = proxy.begin_shutdown();
     let message = expect_fatal_then_close(&mut idle, "57P01", 5).await;
@@ -232,9 +245,6 @@ async fn shutdown_timeout_ends_sessions_stuck_in_a_transaction_with_57p01() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pgfed bug: session::run awaits negotiate/establish without watching the shutdown signals, \
-            so clients still in startup or authentication survive the deadline and serve only returns \
-            after FORCE_GRACE (10s) more"]
 async fn shutdown_deadline_also_ends_clients_still_in_startup() {
     let mut proxy = TestProxy::start_with(|c| c.server.shutdown_timeout = Duration::from_secs(1)).await;
     // One client stopped halfway through its startup packet, one never answers the password request.
@@ -288,7 +298,7 @@ async fn cancel_request_through_pgfed_cancels_the_running_query() {
         })
     })
     .await;
-    let err = result.err().expect("the query is cancelled");
+    let err = result.expect_err("the query is cancelled");
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "cancelled quickly: {:?}", started.elapsed());
     let row = within(5, "select after cancel", client.query_one("select 1::int4", &[])).await.unwrap();
@@ -312,22 +322,60 @@ async fn cancel_requests_are_served_when_the_connection_limit_is_reached() {
         })
     })
     .await;
-    let err = result.err().expect("the query is cancelled although no session slot is free");
+    let err = result.expect_err("the query is cancelled although no session slot is free");
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
 }
 
+/// Sends a CancelRequest to `addr` and waits for the server to close the connection.
+async fn send_cancel(addr: std::net::SocketAddr, pid: i32, secret: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect for the cancel request");
+    s.write_all(&pgfed_wire::StartupPacket::encode_cancel(pid, secret)).await.expect("send the cancel request");
+    within(5, "the cancel connection closing", async {
+        let mut sink = [0u8; 64];
+        if let Ok(n) = s.read(&mut sink).await {
+            assert_eq!(n, 0, "a cancel request gets no answer");
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_key_data_is_pgfeds_own() {
+async fn backend_key_data_carries_the_upstream_pid_and_a_secret_of_pgfeds_own() {
     let proxy = TestProxy::start().await;
-    let (mut c, startup) = ready_raw(&proxy, "pgfed_lc_keydata").await;
+    let app = unique("keydata");
+    let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
+    let (mut c, startup) = ready_raw(&proxy, &app).await;
     let keys: Vec<&Msg> = startup.iter().filter(|m| m.tag == b'K').collect();
     assert_eq!(keys.len(), 1, "exactly one BackendKeyData: {startup:?}");
     assert_eq!(keys[0].body.len(), 8, "pid and a 4-byte secret in protocol 3.0");
     let client_pid = i32::from_be_bytes([keys[0].body[0], keys[0].body[1], keys[0].body[2], keys[0].body[3]]);
+    let secret = keys[0].body[4..].to_vec();
     let msgs = simple(&mut c, "select pg_backend_pid()", b'I').await;
     let upstream_pid: i32 = first_value(&msgs).parse().expect("a pid");
-    assert_ne!(client_pid, upstream_pid, "the client must not see the upstream's key");
-    assert!(client_pid > 0, "a positive pid, as clients expect");
+    assert_eq!(client_pid, upstream_pid, "the pid is the upstream backend's, as pg_backend_pid() says");
+
+    // The secret is not the upstream's: sent straight to Postgres, the key cancels nothing.
+    let upstream: std::net::SocketAddr = format!("{}:{}", proxy.pg.host, proxy.pg.port).parse().unwrap();
+    let started = Instant::now();
+    c.send(&query("select pg_sleep(2)")).await;
+    poll_count(&admin, ACTIVE, &app, 1, 5, "pg_sleep starting").await;
+    send_cancel(upstream, client_pid, &secret).await;
+    let (msgs, status) = c.until_ready().await;
+    assert!(msgs.iter().all(|m| m.tag != b'E'), "Postgres does not accept pgfed's secret: {msgs:?}");
+    assert_eq!(status, b'I');
+    assert!(started.elapsed() >= Duration::from_millis(1950), "pg_sleep(2) ran to its end");
+
+    // Sent to pgfed, the same key cancels the session's query.
+    let started = Instant::now();
+    c.send(&query("select pg_sleep(20)")).await;
+    poll_count(&admin, ACTIVE, &app, 1, 5, "pg_sleep starting").await;
+    send_cancel(proxy.addr, client_pid, &secret).await;
+    let (msgs, status) = c.until_ready().await;
+    let err = msgs.iter().find(|m| m.tag == b'E').unwrap_or_else(|| panic!("the query is cancelled: {msgs:?}"));
+    expect_error(err, "ERROR", "57014");
+    assert_eq!(status, b'I');
+    assert!(started.elapsed() < Duration::from_secs(5), "cancelled quickly: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,8 +409,7 @@ async fn unreachable_upstream_gets_08006_quickly_and_the_proxy_continues() {
         let started = Instant::now();
         let err = within(5, "the refused session", connect(&proxy.conninfo("pgfed_trust", None)))
             .await
-            .err()
-            .expect("no upstream, no session");
+            .expect_err("no upstream, no session");
         let db = err.as_db_error().unwrap_or_else(|| panic!("attempt {attempt}: a server error, got {err}"));
         assert_eq!(db.code(), &SqlState::CONNECTION_FAILURE, "attempt {attempt}");
         assert_eq!(db.severity(), "FATAL");
