@@ -215,7 +215,7 @@ async fn establish(
     let (mut upstream, took) =
         shared.upstream.connect().await.inspect_err(|_| shared.metrics.upstream_connect_failures.increment(1))?;
     shared.metrics.upstream_connect_seconds.record(took.as_secs_f64());
-    debug!(took_ms = took.as_secs_f64() * 1000.0, upstream_tls = upstream.is_tls(), "upstream connected");
+    info!(took_ms = took.as_secs_f64() * 1000.0, upstream_tls = upstream.is_tls(), "upstream connected");
     upstream.write_all(&StartupPacket::encode_startup(version, &params)).await.map_err(SessionError::UpstreamIo)?;
     upstream.flush().await.map_err(SessionError::UpstreamIo)?;
     let mut auth = AuthRelay {
