@@ -487,7 +487,11 @@ impl<'a> Relay<'a> {
         })
         .await;
         // Tell Postgres the session is over rather than leaving it to notice a reset.
-        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, terminate(&mut self.up_w, self.c2u.out.is_empty() && self.c2u.ready == 0 && self.c2u.scanner.at_boundary())).await;
+        let _ = tokio::time::timeout(
+            FAREWELL_TIMEOUT,
+            terminate(&mut self.up_w, self.c2u.out.is_empty() && self.c2u.ready == 0 && self.c2u.scanner.at_boundary()),
+        )
+        .await;
     }
 
     fn cancel_upstream(&self, why: &str) {

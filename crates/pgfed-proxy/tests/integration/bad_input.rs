@@ -1,84 +1,16 @@
 //! Malformed, hostile and misbehaving clients. Each case checks what that client sees and that
 //! another session through the same pgfed still works afterwards.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use pgfed_testkit::{Msg, RawClient, TestCert, TestProxy, frame, query};
+use pgfed_testkit::{RawClient, TestCert, TestProxy, frame, query};
 use pgfed_wire::{ProtocolVersion, StartupPacket};
 use tokio::io::AsyncReadExt;
 
+use super::support::*;
+
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
-
-/// Awaits `fut`, failing the test if it takes longer than `secs`.
-async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {secs}s"))
-}
-
-/// Another session through the same pgfed: a fresh tokio-postgres connection runs `select 1`.
-async fn other_session_works(proxy: &TestProxy) {
-    within(15, "a fresh session's select 1", async {
-        let client = proxy.connect("pgfed_trust", None).await;
-        let row = client.query_one("select 1::int4", &[]).await.expect("select 1 through pgfed");
-        assert_eq!(row.get::<_, i32>(0), 1);
-    })
-    .await;
-}
-
-/// A raw session as pgfed_trust, past its first ReadyForQuery.
-async fn ready_raw(proxy: &TestProxy, app: &str) -> (RawClient, Vec<Msg>) {
-    let mut c = RawClient::connect(proxy.addr).await;
-    c.startup(&[("user", "pgfed_trust"), ("database", proxy.pg.db.as_str()), ("application_name", app)]).await;
-    let (msgs, status) = c.until_ready().await;
-    assert_eq!(status, b'I', "startup ends idle: {msgs:?}");
-    assert!(msgs.iter().all(|m| m.tag != b'E'), "no error during startup: {msgs:?}");
-    (c, msgs)
-}
-
-/// Sends a simple Query and reads up to its ReadyForQuery.
-async fn simple(c: &mut RawClient, sql: &str) -> (Vec<Msg>, u8) {
-    c.send(&query(sql)).await;
-    c.until_ready().await
-}
-
-/// Text values of every DataRow in `msgs`.
-fn rows(msgs: &[Msg]) -> Vec<Vec<Option<String>>> {
-    msgs.iter()
-        .filter(|m| m.tag == b'D')
-        .map(|m| {
-            let b = &m.body;
-            let n = u16::from_be_bytes([b[0], b[1]]) as usize;
-            let mut at = 2;
-            (0..n)
-                .map(|_| {
-                    let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-                    at += 4;
-                    if len < 0 {
-                        return None;
-                    }
-                    let v = String::from_utf8_lossy(&b[at..at + len as usize]).into_owned();
-                    at += len as usize;
-                    Some(v)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn first_value(msgs: &[Msg]) -> String {
-    rows(msgs).first().and_then(|r| r.first().cloned()).flatten().unwrap_or_else(|| panic!("a value in {msgs:?}"))
-}
-
-/// Asserts that `m` is an ErrorResponse with this severity and SQLSTATE, and returns its message.
-fn expect_error(m: &Msg, severity: &str, code: &str) -> String {
-    assert_eq!(m.tag, b'E', "expected an ErrorResponse, got {m:?}");
-    assert_eq!(m.field(b'S').as_deref(), Some(severity), "severity of {m:?}");
-    assert_eq!(m.field(b'C').as_deref(), Some(code), "SQLSTATE of {:?}", m.field(b'M'));
-    m.field(b'M').unwrap_or_default()
-}
 
 /// Reads everything until the peer closes; panics if it stays open for `secs`.
 async fn bytes_until_closed(c: &mut RawClient, secs: u64) -> Vec<u8> {

@@ -1,75 +1,16 @@
 //! Session lifecycle: the connection limit, idle timeouts, graceful shutdown, cancellation (by the
 //! client, and by pgfed when a client vanishes), upstream failures and startup parameters.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use pgfed_testkit::{Msg, RawClient, TestProxy, connect, query};
 use tokio_postgres::error::SqlState;
 
-/// Awaits `fut`, failing the test if it takes longer than `secs`.
-async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {secs}s"))
-}
+use super::support::*;
 
 /// A name no other test (or concurrent run) uses.
 fn unique(name: &str) -> String {
     format!("pgfed_lc_{name}_{}", std::process::id())
-}
-
-/// A raw session as pgfed_trust, past its first ReadyForQuery.
-async fn ready_raw(proxy: &TestProxy, app: &str) -> (RawClient, Vec<Msg>) {
-    let mut c = RawClient::connect(proxy.addr).await;
-    c.startup(&[("user", "pgfed_trust"), ("database", proxy.pg.db.as_str()), ("application_name", app)]).await;
-    let (msgs, status) = c.until_ready().await;
-    assert_eq!(status, b'I', "startup ends idle: {msgs:?}");
-    assert!(msgs.iter().all(|m| m.tag != b'E'), "no error during startup: {msgs:?}");
-    (c, msgs)
-}
-
-/// Sends a simple Query and reads up to its ReadyForQuery, which must carry `status`.
-async fn simple(c: &mut RawClient, sql: &str, status: u8) -> Vec<Msg> {
-    c.send(&query(sql)).await;
-    let (msgs, got) = c.until_ready().await;
-    assert!(msgs.iter().all(|m| m.tag != b'E'), "{sql}: {msgs:?}");
-    assert_eq!(char::from(got), char::from(status), "transaction status after {sql}");
-    msgs
-}
-
-/// The first column of the first DataRow, as text.
-fn first_value(msgs: &[Msg]) -> String {
-    let d = msgs.iter().find(|m| m.tag == b'D').unwrap_or_else(|| panic!("a DataRow in {msgs:?}"));
-    let len = i32::from_be_bytes([d.body[2], d.body[3], d.body[4], d.body[5]]);
-    assert!(len >= 0, "non-null value");
-    String::from_utf8_lossy(&d.body[6..6 + len as usize]).into_owned()
-}
-
-/// Asserts that `m` is an ErrorResponse with this severity and SQLSTATE, and returns its message.
-fn expect_error(m: &Msg, severity: &str, code: &str) -> String {
-    assert_eq!(m.tag, b'E', "expected an ErrorResponse, got {m:?}");
-    assert_eq!(m.field(b'S').as_deref(), Some(severity), "severity of {m:?}");
-    assert_eq!(m.field(b'C').as_deref(), Some(code), "SQLSTATE of {:?}", m.field(b'M'));
-    m.field(b'M').unwrap_or_default()
-}
-
-/// Reads the next message, which must be a FATAL with `code`, then expects the close.
-async fn expect_fatal_then_close(c: &mut RawClient, code: &str, secs: u64) -> String {
-    let m = c.recv_within(Duration::from_secs(secs)).await.unwrap_or_else(|| panic!("a FATAL {code} before the close"));
-    let message = expect_error(&m, "FATAL", code);
-    let next = c.recv_within(Duration::from_secs(5)).await;
-    assert!(next.is_none(), "the connection closes right after the FATAL, got {next:?}");
-    message
-}
-
-async fn select_one_works(proxy: &TestProxy) {
-    within(15, "a fresh session's select 1", async {
-        let client = proxy.connect("pgfed_trust", None).await;
-        let row = client.query_one("select 1::int4", &[]).await.expect("select 1 through pgfed");
-        assert_eq!(row.get::<_, i32>(0), 1);
-    })
-    .await;
 }
 
 /// Polls `sql` (one bigint column, parameter $1 = `app`) on `admin` until it returns `want`.
@@ -130,7 +71,7 @@ async fn idle_session_timeout_closes_an_idle_session_with_57p05() {
     expect_fatal_then_close(&mut c, "57P05", 5).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "after ~1s idle: {took:?}");
-    select_one_works(&proxy).await;
+    other_session_works(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,13 +91,13 @@ async fn idle_session_timeout_also_applies_to_a_client_stalled_mid_message() {
 async fn idle_session_timeout_spares_sessions_in_a_transaction_or_running_a_query() {
     let proxy = TestProxy::start_with(|c| c.server.idle_session_timeout = Duration::from_secs(1)).await;
     let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle_tx").await;
-    simple(&mut c, "begin", b'T').await;
+    simple_ok(&mut c, "begin", b'T').await;
     let early = tokio::time::timeout(Duration::from_millis(2500), c.recv()).await;
     assert!(early.is_err(), "nothing arrives while idle inside a transaction: {early:?}");
     // A statement that runs longer than the timeout is not idleness either.
-    let msgs = simple(&mut c, "select pg_sleep(1.5)::text || 'done'", b'T').await;
+    let msgs = simple_ok(&mut c, "select pg_sleep(1.5)::text || 'done'", b'T').await;
     assert_eq!(first_value(&msgs), "done");
-    simple(&mut c, "commit", b'I').await;
+    simple_ok(&mut c, "commit", b'I').await;
     // Back outside the transaction, the timeout applies again.
     expect_fatal_then_close(&mut c, "57P05", 5).await;
 }
@@ -166,15 +107,15 @@ async fn idle_in_transaction_timeout_closes_with_25p03_and_spares_idle_sessions(
     let proxy = TestProxy::start_with(|c| c.server.idle_in_transaction_timeout = Duration::from_secs(1)).await;
     let (mut idle, _) = ready_raw(&proxy, "pgfed_lc_idle_in_tx").await;
     let (mut c, _) = ready_raw(&proxy, "pgfed_lc_idle_in_tx").await;
-    simple(&mut c, "begin", b'T').await;
+    simple_ok(&mut c, "begin", b'T').await;
     let started = Instant::now();
     expect_fatal_then_close(&mut c, "25P03", 5).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "after ~1s idle: {took:?}");
     // The session idle outside a transaction all along is untouched.
-    let msgs = simple(&mut idle, "select 'still here'", b'I').await;
+    let msgs = simple_ok(&mut idle, "select 'still here'", b'I').await;
     assert_eq!(first_value(&msgs), "still here");
-    select_one_works(&proxy).await;
+    other_session_works(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,9 +126,9 @@ async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
     admin.batch_execute(&format!("drop table if exists {table}")).await.unwrap();
     let (mut idle, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
     let (mut tx, _) = ready_raw(&proxy, "pgfed_lc_shutdown").await;
-    simple(&mut tx, "begin", b'T').await;
-    simple(&mut tx, &format!("create table {table} (x int)"), b'T').await;
-    simple(&mut tx, &format!("insert into {table} values (1)"), b'T').await;
+    simple_ok(&mut tx, "begin", b'T').await;
+    simple_ok(&mut tx, &format!("create table {table} (x int)"), b'T').await;
+    simple_ok(&mut tx, &format!("insert into {table} values (1)"), b'T').await;
     // A statement running outside a transaction when the shutdown begins gets its answer first.
     let busy_app = unique("shutdown_busy");
     let (mut busy, _) = ready_raw(&proxy, &busy_app).await;
@@ -208,9 +149,9 @@ async fn graceful_shutdown_closes_idle_sessions_and_lets_transactions_commit() {
     // The transaction continues and commits; then its session ends too.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!serve.is_finished(), "serve waits for the open transaction");
-    let msgs = simple(&mut tx, &format!("insert into {table} values (2) returning x"), b'T').await;
+    let msgs = simple_ok(&mut tx, &format!("insert into {table} values (2) returning x"), b'T').await;
     assert_eq!(first_value(&msgs), "2");
-    let msgs = simple(&mut tx, "commit", b'I').await;
+    let msgs = simple_ok(&mut tx, "commit", b'I').await;
     assert!(msgs.iter().any(|m| m.tag == b'C' && m.body.starts_with(b"COMMIT")), "{msgs:?}");
     expect_fatal_then_close(&mut tx, "57P01", 5).await;
     within(10, "the serve task ending", serve).await.expect("serve ends cleanly");
@@ -226,10 +167,10 @@ async fn shutdown_timeout_ends_sessions_stuck_in_a_transaction_with_57p01() {
     let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
     let sleeper_app = unique("shutdown_sleeper");
     let (mut stuck, _) = ready_raw(&proxy, "pgfed_lc_shutdown_stuck").await;
-    simple(&mut stuck, "begin", b'T').await;
+    simple_ok(&mut stuck, "begin", b'T').await;
     // A second session inside a transaction, busy with a long statement.
     let (mut sleeper, _) = ready_raw(&proxy, &sleeper_app).await;
-    simple(&mut sleeper, "begin", b'T').await;
+    simple_ok(&mut sleeper, "begin", b'T').await;
     sleeper.send(&query("select pg_sleep(30)")).await;
     poll_count(&admin, ACTIVE, &sleeper_app, 1, 10, "pg_sleep starting").await;
 
@@ -277,7 +218,7 @@ async fn client_disconnect_mid_query_cancels_the_upstream_query() {
     let started = Instant::now();
     poll_count(&admin, ACTIVE, &app, 0, 5, "the upstream query ending").await;
     assert!(started.elapsed() < Duration::from_secs(3), "cancelled within ~3s: {:?}", started.elapsed());
-    select_one_works(&proxy).await;
+    other_session_works(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +292,7 @@ async fn backend_key_data_carries_the_upstream_pid_and_a_secret_of_pgfeds_own() 
     assert_eq!(keys[0].body.len(), 8, "pid and a 4-byte secret in protocol 3.0");
     let client_pid = i32::from_be_bytes([keys[0].body[0], keys[0].body[1], keys[0].body[2], keys[0].body[3]]);
     let secret = keys[0].body[4..].to_vec();
-    let msgs = simple(&mut c, "select pg_backend_pid()", b'I').await;
+    let msgs = simple_ok(&mut c, "select pg_backend_pid()", b'I').await;
     let upstream_pid: i32 = first_value(&msgs).parse().expect("a pid");
     assert_eq!(client_pid, upstream_pid, "the pid is the upstream backend's, as pg_backend_pid() says");
 
@@ -384,7 +325,7 @@ async fn upstream_backend_terminated_forwards_its_fatal_and_other_sessions_conti
     let admin = within(10, "superuser connection", proxy.pg.superuser()).await;
     let other = within(10, "other session", proxy.connect("pgfed_trust", None)).await;
     let (mut c, _) = ready_raw(&proxy, "pgfed_lc_upstream_dies").await;
-    let msgs = simple(&mut c, "select pg_backend_pid()", b'I').await;
+    let msgs = simple_ok(&mut c, "select pg_backend_pid()", b'I').await;
     let pid: i32 = first_value(&msgs).parse().expect("a pid");
     let killed: bool = admin.query_one("select pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
     assert!(killed, "pg_terminate_backend found the session");
@@ -392,7 +333,7 @@ async fn upstream_backend_terminated_forwards_its_fatal_and_other_sessions_conti
     assert!(message.contains("terminating connection due to administrator command"), "{message}");
     let row = within(5, "other session's select", other.query_one("select 1::int4", &[])).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
-    select_one_works(&proxy).await;
+    other_session_works(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

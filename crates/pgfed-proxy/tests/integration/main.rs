@@ -8,3 +8,4 @@ mod bad_input;
 mod clients;
 mod lifecycle;
 mod protocol;
+mod support;
