@@ -132,17 +132,32 @@ pub trait ForeignTable: Send + Sync {
     }
 
     /// `INSERT`: `rows` has the declared columns. `returning` names the columns to give back.
-    async fn insert(&self, _rows: RecordBatch, _returning: &[String], _ctx: &ScanContext) -> Result<WriteResult, ConnectorError> {
+    async fn insert(
+        &self,
+        _rows: RecordBatch,
+        _returning: &[String],
+        _ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
         Err(ConnectorError::NotSupported("INSERT".into()))
     }
 
     /// `UPDATE`: `rows` has the row-id column and the new values of the assigned columns.
-    async fn update(&self, _rows: RecordBatch, _returning: &[String], _ctx: &ScanContext) -> Result<WriteResult, ConnectorError> {
+    async fn update(
+        &self,
+        _rows: RecordBatch,
+        _returning: &[String],
+        _ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
         Err(ConnectorError::NotSupported("UPDATE".into()))
     }
 
     /// `DELETE`: `row_ids` has the row-id column.
-    async fn delete(&self, _row_ids: RecordBatch, _returning: &[String], _ctx: &ScanContext) -> Result<WriteResult, ConnectorError> {
+    async fn delete(
+        &self,
+        _row_ids: RecordBatch,
+        _returning: &[String],
+        _ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
         Err(ConnectorError::NotSupported("DELETE".into()))
     }
 
@@ -185,7 +200,10 @@ pub struct ScanContext {
 
 impl std::fmt::Debug for ScanContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScanContext").field("deadline", &self.deadline).field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("ScanContext")
+            .field("deadline", &self.deadline)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 

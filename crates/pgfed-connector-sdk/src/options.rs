@@ -73,7 +73,10 @@ impl Options {
     pub fn parse<T: FromStr>(&self, name: &str, expected: &str) -> Result<Option<T>, ConnectorError> {
         self.get(name)
             .map(|v| {
-                v.parse().map_err(|_| ConnectorError::InvalidOptionValue { name: name.into(), reason: format!("expected {expected}") })
+                v.parse().map_err(|_| ConnectorError::InvalidOptionValue {
+                    name: name.into(),
+                    reason: format!("expected {expected}"),
+                })
             })
             .transpose()
     }
@@ -108,7 +111,11 @@ impl fmt::Debug for Options {
 
 /// Checks `given` against the wrapper's specs for `level`: unknown names (the error lists the
 /// valid ones, as Postgres does), names given twice, and required options missing.
-pub fn validate_options(specs: &[OptionSpec], level: OptionLevel, given: &[(String, String)]) -> Result<Options, ConnectorError> {
+pub fn validate_options(
+    specs: &[OptionSpec],
+    level: OptionLevel,
+    given: &[(String, String)],
+) -> Result<Options, ConnectorError> {
     let valid: Vec<&OptionSpec> = specs.iter().filter(|s| s.level == level).collect();
     let mut options = Options::default();
     for (name, value) in given {
@@ -122,7 +129,10 @@ pub fn validate_options(specs: &[OptionSpec], level: OptionLevel, given: &[(Stri
             return Err(ConnectorError::InvalidOption { name: name.clone(), level: level.as_str(), hint });
         };
         if options.values.insert(name.clone(), value.clone()).is_some() {
-            return Err(ConnectorError::InvalidOptionValue { name: name.clone(), reason: "provided more than once".into() });
+            return Err(ConnectorError::InvalidOptionValue {
+                name: name.clone(),
+                reason: "provided more than once".into(),
+            });
         }
         if spec.secret {
             options.secret.push(name.clone());
@@ -151,7 +161,8 @@ mod tests {
 
     #[test]
     fn unknown_options_list_the_valid_ones_and_never_echo_values() {
-        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "h"), ("hots", "s3cret")])).unwrap_err();
+        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "h"), ("hots", "s3cret")]))
+            .expect_err("unknown");
         assert_eq!(e.sqlstate(), "HV00D");
         assert_eq!(e.hint(), Some("Valid options in this context are: host, port"));
         assert!(!format!("{e} {e:?}").contains("s3cret"));
@@ -159,20 +170,22 @@ mod tests {
 
     #[test]
     fn required_and_duplicate_options_are_errors() {
-        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("port", "1")])).unwrap_err();
+        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("port", "1")])).expect_err("missing host");
         assert_eq!((e.sqlstate(), e.to_string().as_str()), ("HV00J", "option \"host\" is required for server"));
-        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "a"), ("host", "b")])).unwrap_err();
+        let e = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "a"), ("host", "b")]))
+            .expect_err("duplicate");
         assert_eq!(e.sqlstate(), "HV024");
     }
 
     #[test]
     fn secrets_are_redacted_in_debug_and_values_parse_by_name() {
-        let o = validate_options(SPECS, OptionLevel::UserMapping, &given(&[("user", "bob"), ("password", "hunter2")])).unwrap();
+        let o = validate_options(SPECS, OptionLevel::UserMapping, &given(&[("user", "bob"), ("password", "hunter2")]))
+            .expect("valid");
         let shown = format!("{o:?}");
         assert!(shown.contains("bob") && !shown.contains("hunter2"), "{shown}");
         assert_eq!(o.get("password"), Some("hunter2"));
-        let s = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "h"), ("port", "x1")])).unwrap();
-        let e = s.parse::<u16>("port", "a port number").unwrap_err();
+        let s = validate_options(SPECS, OptionLevel::Server, &given(&[("host", "h"), ("port", "x1")])).expect("valid");
+        let e = s.parse::<u16>("port", "a port number").expect_err("not a number");
         assert_eq!(e.to_string(), "invalid value for option \"port\": expected a port number");
         assert!(!e.to_string().contains("x1"));
     }

@@ -24,7 +24,11 @@ pub enum Value {
     Timestamp(i64),
     /// Microseconds since 1970-01-01 00:00 UTC (`timestamptz`).
     TimestampTz(i64),
-    Interval { months: i32, days: i32, micros: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
     Uuid([u8; 16]),
     Json(String),
 }
@@ -229,7 +233,10 @@ mod tests {
     #[test]
     fn quals_render_as_the_sql_that_produces_them() {
         assert_eq!(q("id", Operator::Eq, QualValue::One(Value::Int(1))).to_string(), "id = 1");
-        assert_eq!(q("name", Operator::Like, QualValue::One(Value::Text("it's%".into()))).to_string(), "name LIKE 'it''s%'");
+        assert_eq!(
+            q("name", Operator::Like, QualValue::One(Value::Text("it's%".into()))).to_string(),
+            "name LIKE 'it''s%'"
+        );
         assert_eq!(
             q("id", Operator::NotEq, QualValue::All(vec![Value::Int(1), Value::Int(2)])).to_string(),
             "id <> ALL (1, 2)"
