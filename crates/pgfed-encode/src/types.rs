@@ -1,0 +1,187 @@
+//! Postgres types pgfed can send, their OIDs, and the default mapping from Arrow types.
+
+use arrow_schema::{DataType, IntervalUnit};
+
+/// A Postgres result type (a scalar type, or a one-dimensional array of one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PgType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Varchar,
+    Bpchar,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    Timestamptz,
+    Interval,
+    Uuid,
+    Json,
+    Jsonb,
+    /// A one-dimensional array (lower bound 1) of a scalar element type.
+    Array(Box<PgType>),
+}
+
+impl PgType {
+    /// `pg_type.oid`.
+    pub fn oid(&self) -> u32 {
+        match self {
+            PgType::Bool => 16,
+            PgType::Bytea => 17,
+            PgType::Int8 => 20,
+            PgType::Int2 => 21,
+            PgType::Int4 => 23,
+            PgType::Text => 25,
+            PgType::Json => 114,
+            PgType::Float4 => 700,
+            PgType::Float8 => 701,
+            PgType::Bpchar => 1042,
+            PgType::Varchar => 1043,
+            PgType::Date => 1082,
+            PgType::Time => 1083,
+            PgType::Timestamp => 1114,
+            PgType::Timestamptz => 1184,
+            PgType::Interval => 1186,
+            PgType::Numeric => 1700,
+            PgType::Uuid => 2950,
+            PgType::Jsonb => 3802,
+            PgType::Array(elem) => elem.array_oid().unwrap_or(0),
+        }
+    }
+
+    /// The OID of the array type whose elements are `self` (`pg_type.typarray`); `None` for arrays.
+    pub fn array_oid(&self) -> Option<u32> {
+        Some(match self {
+            PgType::Bool => 1000,
+            PgType::Bytea => 1001,
+            PgType::Int8 => 1016,
+            PgType::Int2 => 1005,
+            PgType::Int4 => 1007,
+            PgType::Text => 1009,
+            PgType::Json => 199,
+            PgType::Float4 => 1021,
+            PgType::Float8 => 1022,
+            PgType::Bpchar => 1014,
+            PgType::Varchar => 1015,
+            PgType::Date => 1182,
+            PgType::Time => 1183,
+            PgType::Timestamp => 1115,
+            PgType::Timestamptz => 1185,
+            PgType::Interval => 1187,
+            PgType::Numeric => 1231,
+            PgType::Uuid => 2951,
+            PgType::Jsonb => 3807,
+            PgType::Array(_) => return None,
+        })
+    }
+
+    /// `pg_type.typlen` (-1 for variable length).
+    pub fn typlen(&self) -> i16 {
+        match self {
+            PgType::Bool => 1,
+            PgType::Int2 => 2,
+            PgType::Int4 | PgType::Float4 | PgType::Date => 4,
+            PgType::Int8 | PgType::Float8 | PgType::Time | PgType::Timestamp | PgType::Timestamptz => 8,
+            PgType::Interval | PgType::Uuid => 16,
+            PgType::Numeric
+            | PgType::Text
+            | PgType::Varchar
+            | PgType::Bpchar
+            | PgType::Bytea
+            | PgType::Json
+            | PgType::Jsonb
+            | PgType::Array(_) => -1,
+        }
+    }
+
+    /// An array of `self`.
+    pub fn array_of(self) -> PgType {
+        PgType::Array(Box::new(self))
+    }
+
+    /// The typmod Postgres reports for `numeric(precision, scale)`.
+    pub fn numeric_typmod(precision: u16, scale: u16) -> i32 {
+        ((i32::from(precision) << 16) | i32::from(scale)) + 4
+    }
+
+    /// The typmod Postgres reports for `varchar(n)` / `char(n)`.
+    pub fn char_typmod(len: u32) -> i32 {
+        i32::try_from(len).unwrap_or(i32::MAX - 4).saturating_add(4)
+    }
+
+    /// The Postgres type an Arrow type is sent as unless the caller declares another one.
+    /// `None`: the Arrow type has no Postgres counterpart here.
+    pub fn default_for(data_type: &DataType) -> Option<PgType> {
+        Some(match data_type {
+            DataType::Null | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => PgType::Text,
+            DataType::Boolean => PgType::Bool,
+            DataType::Int8 | DataType::UInt8 | DataType::Int16 => PgType::Int2,
+            DataType::UInt16 | DataType::Int32 => PgType::Int4,
+            DataType::UInt32 | DataType::Int64 => PgType::Int8,
+            DataType::UInt64 => PgType::Numeric,
+            DataType::Float32 => PgType::Float4,
+            DataType::Float64 => PgType::Float8,
+            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
+                PgType::Numeric
+            }
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => PgType::Bytea,
+            DataType::FixedSizeBinary(16) => PgType::Uuid,
+            DataType::FixedSizeBinary(_) => PgType::Bytea,
+            DataType::Date32 | DataType::Date64 => PgType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => PgType::Time,
+            DataType::Timestamp(_, None) => PgType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => PgType::Timestamptz,
+            DataType::Interval(IntervalUnit::MonthDayNano | IntervalUnit::YearMonth | IntervalUnit::DayTime)
+            | DataType::Duration(_) => PgType::Interval,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                match PgType::default_for(f.data_type())? {
+                    PgType::Array(_) => return None,
+                    elem => elem.array_of(),
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether values of `data_type` can be sent as `self`.
+    pub fn accepts(&self, data_type: &DataType) -> bool {
+        use DataType as D;
+        if matches!(data_type, D::Null) {
+            return true;
+        }
+        let int = matches!(
+            data_type,
+            D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64
+        );
+        let string = matches!(data_type, D::Utf8 | D::LargeUtf8 | D::Utf8View);
+        match self {
+            PgType::Bool => matches!(data_type, D::Boolean),
+            PgType::Int2 | PgType::Int4 | PgType::Int8 => int,
+            PgType::Float4 => matches!(data_type, D::Float32),
+            PgType::Float8 => matches!(data_type, D::Float32 | D::Float64),
+            PgType::Numeric => {
+                int || string
+                    || matches!(data_type, D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) | D::Decimal256(..))
+            }
+            PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Json | PgType::Jsonb => string,
+            PgType::Bytea => matches!(data_type, D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_)),
+            PgType::Uuid => matches!(data_type, D::FixedSizeBinary(16)),
+            PgType::Date => matches!(data_type, D::Date32 | D::Date64),
+            PgType::Time => matches!(data_type, D::Time32(_) | D::Time64(_)),
+            PgType::Timestamp | PgType::Timestamptz => matches!(data_type, D::Timestamp(..)),
+            PgType::Interval => matches!(data_type, D::Interval(_) | D::Duration(_)),
+            PgType::Array(elem) => match data_type {
+                D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _) => {
+                    !matches!(**elem, PgType::Array(_)) && elem.accepts(f.data_type())
+                }
+                _ => false,
+            },
+        }
+    }
+}
