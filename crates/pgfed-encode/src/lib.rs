@@ -6,6 +6,8 @@
 //! the session settings text output depends on ([`TextSettings`]: DateStyle, TimeZone,
 //! IntervalStyle, extra_float_digits, bytea_output). It does no I/O and knows nothing of
 //! DataFusion: it uses the split arrow 59 crates DataFusion 55 is built on, and jiff for time zones.
+//! It is our own rather than a wrapper of arrow-pg 0.16, whose output differs from Postgres's for
+//! numeric beyond 28 digits, NULL intervals, timestamp text, array quoting, uuid and jsonb.
 
 mod jsonb;
 mod numeric;
