@@ -32,9 +32,15 @@ pub enum ConnectorError {
     /// The operation is not offered by this connector (0A000).
     #[error("{0} is not supported by this foreign data wrapper")]
     NotSupported(String),
-    /// The scan was cancelled by the client or statement_timeout (57014).
+    /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// statement_timeout passed (57014, with Postgres's wording).
+    #[error("canceling statement due to statement timeout")]
+    TimedOut,
+    /// A bug in the connector or pgfed, not the source's or the user's doing (XX000).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ConnectorError {
@@ -50,7 +56,8 @@ impl ConnectorError {
             ConnectorError::DataType { .. } => "HV004",
             ConnectorError::Remote { .. } => "HV000",
             ConnectorError::NotSupported(_) => "0A000",
-            ConnectorError::Cancelled => "57014",
+            ConnectorError::Cancelled | ConnectorError::TimedOut => "57014",
+            ConnectorError::Internal(_) => "XX000",
         }
     }
 
