@@ -27,7 +27,6 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::SessionError;
-use crate::metrics::Metrics;
 use crate::server::{Shared, Signals};
 use crate::stream::{ClientStream, UpstreamStream};
 use crate::upstream::UpstreamKey;
@@ -230,7 +229,6 @@ impl State {
 
 pub(crate) struct Relay<'a> {
     shared: &'a Shared,
-    metrics: &'a Metrics,
     client_r: ReadHalf<ClientStream>,
     client_w: WriteHalf<ClientStream>,
     up_r: ReadHalf<UpstreamStream>,
@@ -258,7 +256,6 @@ impl<'a> Relay<'a> {
         let (up_r, up_w) = tokio::io::split(upstream);
         Self {
             shared,
-            metrics: &shared.metrics,
             client_r,
             client_w,
             up_r,
@@ -330,7 +327,7 @@ impl<'a> Relay<'a> {
                 biased;
                 _ = &mut force => return Ending::Shutdown,
                 r = write_or_flush(&mut self.client_w, &self.u2c.out), if self.u2c.has_output() => match r {
-                    Ok(n) => { self.stats.bytes_out += n as u64; self.metrics.client_bytes_out.increment(n as u64); self.u2c.wrote(n) }
+                    Ok(n) => { self.stats.bytes_out += n as u64; self.shared.metrics.client_bytes_out.increment(n as u64); self.u2c.wrote(n) }
                     Err(_) => return Ending::ClientGone,
                 },
                 r = write_or_flush(&mut self.up_w, &self.c2u.out), if self.c2u.has_output() => match r {
@@ -347,7 +344,7 @@ impl<'a> Relay<'a> {
                     Ok(0) | Err(_) => return Ending::ClientGone,
                     Ok(n) => {
                         self.stats.bytes_in += n as u64;
-                        self.metrics.client_bytes_in.increment(n as u64);
+                        self.shared.metrics.client_bytes_in.increment(n as u64);
                         let frames = self.state.client_frames;
                         if let Err(e) = self.scan_client() { return Ending::Error(e) }
                         if self.state.client_frames != frames {
@@ -389,13 +386,13 @@ impl<'a> Relay<'a> {
                     // A malformed body is Postgres's to reject, with its own message.
                     if let Some(text) = text {
                         let decision = self.shared.router.route(text, DEFAULT_SEARCH_PATH);
-                        self.metrics.route_path(decision.path);
+                        self.shared.metrics.route_path(decision.path);
                         match decision.route {
-                            Route::Upstream => self.metrics.statements_upstream.increment(1),
+                            Route::Upstream => self.shared.metrics.statements_upstream.increment(1),
                             // No engine is attached yet and the catalog registers no managed
                             // tables, so nothing routes here; forwarding keeps the proxy
                             // transparent until the engine takes these statements.
-                            Route::Pgfed { .. } => self.metrics.statements_pgfed.increment(1),
+                            Route::Pgfed { .. } => self.shared.metrics.statements_pgfed.increment(1),
                         }
                     }
                     pipe.ready += frame_len;
@@ -427,7 +424,7 @@ impl<'a> Relay<'a> {
                         self.state.outstanding = self.state.outstanding.saturating_sub(1);
                     } else {
                         if let Some(code) = ErrorFields::sqlstate(frame) {
-                            self.metrics.error(code, "upstream");
+                            self.shared.metrics.error(code, "upstream");
                         }
                         self.state.upstream_fatal = matches!(ErrorFields::severity(frame), Some(b"FATAL" | b"PANIC"));
                     }
@@ -468,7 +465,7 @@ impl<'a> Relay<'a> {
         }
         let farewell = ending.farewell();
         if let Some(err) = &farewell {
-            self.metrics.error(err.code, "pgfed");
+            self.shared.metrics.error(err.code, "pgfed");
         }
         let u2c = &mut self.u2c;
         let at_boundary = u2c.scanner.at_boundary();

@@ -95,11 +95,7 @@ fn root_store(sslrootcert: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     match sslrootcert {
         Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| TlsError::Pem {
-                what: "root certificates",
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })? {
+            for cert in CertificateDer::pem_file_iter(path).map_err(pem_err("root certificates", path))? {
                 let cert = cert.map_err(|e| TlsError::Roots(e.to_string()))?;
                 store.add(cert).map_err(|e| TlsError::Roots(e.to_string()))?;
             }
