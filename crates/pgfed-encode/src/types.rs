@@ -1,6 +1,8 @@
 //! Postgres types pgfed can send, their OIDs, and the default mapping from Arrow types.
 
-use arrow_schema::{DataType, IntervalUnit};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 
 /// A Postgres result type (a scalar type, or a one-dimensional array of one).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +81,78 @@ impl PgType {
             PgType::Jsonb => 3807,
             PgType::Array(_) => return None,
         })
+    }
+
+    /// The type with this `pg_type.oid`, if pgfed can send it (the inverse of [`PgType::oid`]).
+    pub fn from_oid(oid: u32) -> Option<PgType> {
+        const SCALARS: [PgType; 19] = [
+            PgType::Bool,
+            PgType::Int2,
+            PgType::Int4,
+            PgType::Int8,
+            PgType::Float4,
+            PgType::Float8,
+            PgType::Numeric,
+            PgType::Text,
+            PgType::Varchar,
+            PgType::Bpchar,
+            PgType::Bytea,
+            PgType::Date,
+            PgType::Time,
+            PgType::Timestamp,
+            PgType::Timestamptz,
+            PgType::Interval,
+            PgType::Uuid,
+            PgType::Json,
+            PgType::Jsonb,
+        ];
+        SCALARS.iter().find_map(|t| {
+            if t.oid() == oid {
+                Some(t.clone())
+            } else if t.array_oid() == Some(oid) {
+                Some(t.clone().array_of())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The Arrow type pgfed holds values of this type in, given the column's typmod.
+    ///
+    /// `numeric(p, s)` with p <= 38 is `Decimal128(p, s)`; unconstrained numeric (or p > 38) is
+    /// `Decimal128(38, 10)`, and decoders must refuse values that do not fit it exactly rather than
+    /// round them. Text-like types and json are `Utf8`; timestamptz is UTC microseconds.
+    pub fn arrow_type(&self, typmod: i32) -> DataType {
+        match self {
+            PgType::Bool => DataType::Boolean,
+            PgType::Int2 => DataType::Int16,
+            PgType::Int4 => DataType::Int32,
+            PgType::Int8 => DataType::Int64,
+            PgType::Float4 => DataType::Float32,
+            PgType::Float8 => DataType::Float64,
+            PgType::Numeric => match PgType::numeric_precision_scale(typmod) {
+                Some((p, s)) if p <= 38 => DataType::Decimal128(p as u8, s as i8),
+                _ => DataType::Decimal128(38, 10),
+            },
+            PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Json | PgType::Jsonb => DataType::Utf8,
+            PgType::Bytea => DataType::Binary,
+            PgType::Date => DataType::Date32,
+            PgType::Time => DataType::Time64(TimeUnit::Microsecond),
+            PgType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PgType::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            PgType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            PgType::Uuid => DataType::FixedSizeBinary(16),
+            PgType::Array(elem) => DataType::List(Arc::new(Field::new("item", elem.arrow_type(typmod), true))),
+        }
+    }
+
+    /// `(precision, scale)` from a numeric typmod; `None` when unconstrained.
+    pub fn numeric_precision_scale(typmod: i32) -> Option<(u16, u16)> {
+        if typmod < 4 {
+            return None;
+        }
+        let t = typmod - 4;
+        Some((((t >> 16) & 0xffff) as u16, (t & 0xffff) as u16))
     }
 
     /// `pg_type.typlen` (-1 for variable length).
@@ -183,5 +257,30 @@ impl PgType {
                 _ => false,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod oid_tests {
+    use super::*;
+
+    #[test]
+    fn from_oid_inverts_oid_for_scalars_and_arrays() {
+        for oid in [16, 20, 21, 23, 25, 114, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1186, 1700, 2950, 3802, 17] {
+            let t = PgType::from_oid(oid).expect("known");
+            assert_eq!(t.oid(), oid);
+            let arr = t.array_oid().expect("array");
+            assert_eq!(PgType::from_oid(arr), Some(t.clone().array_of()));
+        }
+        assert_eq!(PgType::from_oid(600), None, "point is not supported");
+    }
+
+    #[test]
+    fn numeric_typmods_map_to_decimals() {
+        let m = PgType::numeric_typmod(12, 2);
+        assert_eq!(PgType::numeric_precision_scale(m), Some((12, 2)));
+        assert_eq!(PgType::Numeric.arrow_type(m), DataType::Decimal128(12, 2));
+        assert_eq!(PgType::Numeric.arrow_type(-1), DataType::Decimal128(38, 10));
+        assert!(PgType::Numeric.accepts(&PgType::Numeric.arrow_type(-1)));
     }
 }
