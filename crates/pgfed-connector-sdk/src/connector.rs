@@ -38,6 +38,25 @@ pub trait Wrapper: Send + Sync + 'static {
     async fn import_schema(&self, _request: ImportRequest) -> Result<Vec<ImportedTable>, ConnectorError> {
         Err(ConnectorError::NotSupported("IMPORT FOREIGN SCHEMA".into()))
     }
+
+    /// [`Wrapper::import_schema`] with the statement's context: the session user (the default
+    /// remote user where a user mapping may omit it), cancel and deadline, and notices (what the
+    /// import skipped, and why). Callers should prefer this one; the default ignores `ctx`.
+    async fn import_schema_in(
+        &self,
+        request: ImportRequest,
+        _ctx: &ScanContext,
+    ) -> Result<Vec<ImportedTable>, ConnectorError> {
+        self.import_schema(request).await
+    }
+
+    /// An instance for one client session, for wrappers that keep per-session state (remote
+    /// connections and transactions, as postgres_fdw keeps one connection per backend and user
+    /// mapping). The engine calls it once per client session and uses the result for every
+    /// statement of that session; `None` (the default) means the shared instance serves all.
+    fn for_session(&self) -> Option<Arc<dyn Wrapper>> {
+        None
+    }
 }
 
 /// Everything the catalog knows about one foreign table, validated.
