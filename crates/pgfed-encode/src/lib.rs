@@ -9,6 +9,7 @@
 //! It is our own rather than a wrapper of arrow-pg 0.16, whose output differs from Postgres's for
 //! numeric beyond 28 digits, NULL intervals, timestamp text, array quoting, uuid and jsonb.
 
+mod decode;
 mod jsonb;
 mod numeric;
 mod settings;
@@ -20,6 +21,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use bytes::{BufMut, BytesMut};
 
+pub use decode::{BinaryColumn, arrow_type, decode_binary, decode_numeric};
 pub use settings::{ByteaOutput, DateOrder, DateStyle, IntervalStyle, TextSettings, TimeZone};
 pub use types::PgType;
 
