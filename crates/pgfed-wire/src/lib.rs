@@ -7,6 +7,7 @@
 //! GSSENCRequest, CancelRequest, StartupMessage), [`message`] builds the few messages pgfed writes
 //! itself (errors, BackendKeyData, ...) and reads the few it inspects. Nothing here does I/O.
 
+pub mod extended;
 pub mod frame;
 pub mod message;
 pub mod sqlstate;
