@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::Rng;
 
+use crate::local::LocalCancel;
 use crate::upstream::UpstreamKey;
 
 struct Entry {
     secret: [u8; 4],
     upstream: UpstreamKey,
+    /// Stops a statement pgfed runs itself (foreign scans do not run in the upstream backend).
+    local: Arc<LocalCancel>,
 }
 
 /// pid to session key map shared by all sessions. Upstream pids are unique among live sessions of
@@ -27,6 +30,7 @@ pub(crate) struct Registration {
     registry: Arc<CancelRegistry>,
     pub pid: i32,
     pub secret: [u8; 4],
+    pub local: Arc<LocalCancel>,
 }
 
 impl CancelRegistry {
@@ -34,17 +38,26 @@ impl CancelRegistry {
     pub(crate) fn register(self: &Arc<Self>, upstream: UpstreamKey) -> Registration {
         let secret: [u8; 4] = rand::rng().random();
         let pid = upstream.pid;
+        let local = Arc::new(LocalCancel::default());
         // A pid still registered belongs to a session whose upstream backend is gone (Postgres
         // reused the pid); that session is ending, so the new one takes the slot.
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, Entry { secret, upstream });
-        Registration { registry: self.clone(), pid, secret }
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pid, Entry { secret, upstream, local: local.clone() });
+        Registration { registry: self.clone(), pid, secret, local }
     }
 
-    /// The upstream key for a client's cancel request, if the key is valid.
+    /// The upstream key for a client's cancel request, if the key is valid. Also cancels the
+    /// session's local statement, if one runs.
     pub(crate) fn lookup(&self, pid: i32, secret: &[u8]) -> Option<UpstreamKey> {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = sessions.get(&pid)?;
-        same_secret(secret, &entry.secret).then(|| entry.upstream.clone())
+        if !same_secret(secret, &entry.secret) {
+            return None;
+        }
+        entry.local.cancel();
+        Some(entry.upstream.clone())
     }
 }
 

@@ -40,6 +40,9 @@ pub enum SessionError {
     /// it was forwarded unchanged.
     #[error("upstream refused the session (its error was forwarded)")]
     UpstreamRefused,
+    /// The upstream connection failed while pgfed ran a statement of its own on it.
+    #[error("upstream connection failed during a federated statement: {0}")]
+    Federation(String),
 }
 
 impl SessionError {
@@ -69,6 +72,7 @@ impl SessionError {
                     .with_hint("The upstream Postgres may have restarted or terminated this session; reconnect.")
             }
             UpstreamProtocol(_) => PgError::fatal(sqlstate::PROTOCOL_VIOLATION, self.to_string()),
+            Federation(_) => PgError::fatal(sqlstate::CONNECTION_FAILURE, self.to_string()),
         })
     }
 }

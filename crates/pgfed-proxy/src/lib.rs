@@ -10,6 +10,8 @@
 
 mod cancel;
 mod error;
+pub mod federation;
+mod local;
 mod metrics;
 mod relay;
 mod server;

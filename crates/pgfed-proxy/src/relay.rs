@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use pgfed_router::{DEFAULT_SEARCH_PATH, Route};
+use pgfed_router::Route;
 use pgfed_wire::message::{self, ErrorFields};
 use pgfed_wire::{FrameScanner, PgError, Scanned, backend, frontend, sqlstate};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::SessionError;
+use crate::local::{ClientSide, LocalCancel, LocalState, UnitEnd, UnitFailure};
 use crate::server::{Shared, Signals};
 use crate::stream::{ClientStream, UpstreamStream};
 use crate::upstream::UpstreamKey;
@@ -227,8 +228,20 @@ impl State {
     }
 }
 
+/// Who the session is, for statements pgfed answers itself.
+pub(crate) struct Who {
+    pub user: String,
+    pub database: String,
+    pub local_cancel: Arc<LocalCancel>,
+}
+
 pub(crate) struct Relay<'a> {
     shared: &'a Shared,
+    who: Who,
+    /// pgfed's statements and portals; created at the first one.
+    local: Option<LocalState>,
+    /// The client buffer stops at a frame pgfed must answer.
+    pending_local: bool,
     client_r: ReadHalf<ClientStream>,
     client_w: WriteHalf<ClientStream>,
     up_r: ReadHalf<UpstreamStream>,
@@ -241,6 +254,7 @@ pub(crate) struct Relay<'a> {
 }
 
 impl<'a> Relay<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shared: &'a Shared,
         client: ClientStream,
@@ -249,6 +263,7 @@ impl<'a> Relay<'a> {
         upstream_buf: BytesMut,
         key: Option<UpstreamKey>,
         status: u8,
+        who: Who,
     ) -> Self {
         let max = shared.config.server.max_message_bytes;
         let (client_flush, up_flush) = (client.needs_flush(), upstream.needs_flush());
@@ -256,6 +271,9 @@ impl<'a> Relay<'a> {
         let (up_r, up_w) = tokio::io::split(upstream);
         Self {
             shared,
+            who,
+            local: None,
+            pending_local: false,
             client_r,
             client_w,
             up_r,
@@ -304,6 +322,13 @@ impl<'a> Relay<'a> {
         loop {
             self.c2u.promote();
             self.u2c.promote();
+            if self.pending_local && self.ready_for_local() {
+                if let Err(ending) = self.run_local().await {
+                    return ending;
+                }
+                idle_armed = false;
+                continue;
+            }
             if self.state.terminated && self.c2u.drained() {
                 return Ending::ClientTerminated;
             }
@@ -321,7 +346,7 @@ impl<'a> Relay<'a> {
             }
             self.c2u.reserve();
             self.u2c.reserve();
-            let c2u_read = self.c2u.wants_read() && !self.state.terminated;
+            let c2u_read = self.c2u.wants_read() && !self.state.terminated && !self.pending_local;
             let u2c_read = self.u2c.wants_read();
             tokio::select! {
                 biased;
@@ -363,38 +388,60 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Scans newly read client bytes: routes Query/Parse, counts what will earn a ReadyForQuery.
+    /// Scans newly read client bytes: routes Query/Parse, counts what will earn a ReadyForQuery,
+    /// and stops at the first frame pgfed must answer itself.
     fn scan_client(&mut self) -> Result<(), SessionError> {
+        if self.pending_local {
+            return Ok(());
+        }
+        let owns = self.local.as_ref().is_some_and(LocalState::owns_any);
         let pipe = &mut self.c2u;
         loop {
             let pos = pipe.ready;
-            match pipe.scanner.next(&pipe.buf[pos..], |t| t == frontend::QUERY || t == frontend::PARSE)? {
+            let inspect = |t: u8| {
+                t == frontend::QUERY
+                    || t == frontend::PARSE
+                    || (owns && matches!(t, frontend::BIND | frontend::DESCRIBE | frontend::EXECUTE | frontend::CLOSE))
+            };
+            match pipe.scanner.next(&pipe.buf[pos..], inspect)? {
                 Scanned::Pass { len } => pipe.ready += len,
                 Scanned::Header { tag, .. } => {
                     self.state.client_frames += 1;
                     self.state.on_client_frame(tag);
                 }
                 Scanned::Whole { tag, frame_len } => {
-                    self.state.client_frames += 1;
                     let frame = &pipe.buf[pos..pos + frame_len];
-                    self.state.on_client_frame(tag);
-                    let text = if tag == frontend::QUERY {
-                        message::query_text(frame)
-                    } else {
-                        message::parse_query_text(frame)
-                    };
-                    // A malformed body is Postgres's to reject, with its own message.
-                    if let Some(text) = text {
-                        let decision = self.shared.router.route(text, DEFAULT_SEARCH_PATH);
-                        self.shared.metrics.route_path(decision.path);
-                        match decision.route {
-                            Route::Upstream => self.shared.metrics.statements_upstream.increment(1),
-                            // No engine is attached yet and the catalog registers no managed
-                            // tables, so nothing routes here; forwarding keeps the proxy
-                            // transparent until the engine takes these statements.
-                            Route::Pgfed { .. } => self.shared.metrics.statements_pgfed.increment(1),
+                    let local = match tag {
+                        frontend::QUERY | frontend::PARSE => {
+                            let (text, name) = if tag == frontend::QUERY {
+                                (message::query_text(frame), None)
+                            } else {
+                                (message::parse_query_text(frame), pgfed_wire::extended::bind_names_of_parse(frame))
+                            };
+                            // A malformed body is Postgres's to reject, with its own message.
+                            let routed = text.is_some_and(|t| route(self.shared, t));
+                            if !routed && let Some(l) = self.local.as_mut() {
+                                match name {
+                                    None => l.on_simple_query(),
+                                    Some(n) => {
+                                        if l.parse_goes_upstream(n) {
+                                            // Reusing the name of one of pgfed's statements.
+                                            self.pending_local = true;
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                            }
+                            routed
                         }
+                        _ => self.local.as_mut().is_some_and(|l| l.claims_frame(tag, frame)),
+                    };
+                    if local {
+                        self.pending_local = true;
+                        return Ok(());
                     }
+                    self.state.client_frames += 1;
+                    self.state.on_client_frame(tag);
                     pipe.ready += frame_len;
                 }
                 Scanned::NeedMore { need } => {
@@ -403,6 +450,80 @@ impl<'a> Relay<'a> {
                 }
             }
         }
+    }
+
+    /// Everything before the pending local frame has been forwarded and answered.
+    fn ready_for_local(&self) -> bool {
+        self.c2u.ready == 0
+            && self.c2u.out.is_empty()
+            && !self.c2u.unflushed
+            && self.state.outstanding == 0
+            && self.u2c.drained()
+            && self.u2c.scanner.at_boundary()
+    }
+
+    /// Runs a unit of pgfed's own (see `local.rs`), then resumes relaying.
+    async fn run_local(&mut self) -> Result<(), Ending> {
+        self.pending_local = false;
+        let Some(fed) = self.shared.federation.clone() else {
+            // Nothing can claim frames without a federation; resume relaying.
+            return Ok(());
+        };
+        self.state.client_frames += 1;
+        let local = self.local.get_or_insert_with(|| LocalState::new(self.who.local_cancel.clone()));
+        let shared = self.shared;
+        let claims = |sql: &[u8]| route(shared, sql);
+        let client = ClientSide {
+            r: &mut self.client_r,
+            w: &mut self.client_w,
+            buf: &mut self.c2u.buf,
+            scanner: &mut self.c2u.scanner,
+            bytes_in: &mut self.stats.bytes_in,
+            bytes_out: &mut self.stats.bytes_out,
+        };
+        self.shared.metrics.statements_pgfed.increment(1);
+        let result = crate::local::run_unit(
+            &fed,
+            local,
+            client,
+            &mut self.up_r,
+            &mut self.up_w,
+            &mut self.u2c.buf,
+            self.state.status,
+            self.state.unsynced,
+            &self.who.user,
+            &self.who.database,
+            &claims,
+        )
+        .await;
+        let (end, side) = match result {
+            Ok(r) => r,
+            Err(UnitFailure::ClientGone) => return Err(Ending::ClientGone),
+            Err(UnitFailure::Session(e)) => return Err(Ending::Error(e)),
+        };
+        let mut out = Vec::new();
+        for frame in &side {
+            out.extend_from_slice(frame);
+        }
+        match end {
+            UnitEnd::Synced(status) => {
+                out.extend_from_slice(&message::ready_for_query(status));
+                self.state.status = status;
+                self.state.unsynced = false;
+                if status == b'I' {
+                    local.on_transaction_end();
+                }
+            }
+            UnitEnd::Handover => self.state.unsynced = true,
+        }
+        if !out.is_empty() {
+            self.stats.bytes_out += out.len() as u64;
+            self.client_w.write_all(&out).await.map_err(|_| Ending::ClientGone)?;
+            self.client_w.flush().await.map_err(|_| Ending::ClientGone)?;
+        }
+        // Frames after the unit were not scanned yet.
+        self.c2u.need = 5;
+        self.scan_client().map_err(Ending::Error)
     }
 
     /// Scans newly read upstream bytes for ReadyForQuery and errors.
@@ -422,6 +543,11 @@ impl<'a> Relay<'a> {
                     if tag == backend::READY_FOR_QUERY {
                         self.state.status = frame.get(5).copied().unwrap_or(b'I');
                         self.state.outstanding = self.state.outstanding.saturating_sub(1);
+                        if self.state.status == b'I'
+                            && let Some(l) = self.local.as_mut()
+                        {
+                            l.on_transaction_end();
+                        }
                     } else {
                         if let Some(code) = ErrorFields::sqlstate(frame) {
                             self.shared.metrics.error(code, "upstream");
@@ -497,6 +623,23 @@ impl<'a> Relay<'a> {
             tokio::spawn(Arc::clone(&self.shared.upstream).cancel(key));
         }
     }
+}
+
+/// Whether pgfed answers this Query/Parse text: the router's candidates (foreign tables by name)
+/// and the federation's own claims (its DDL).
+fn route(shared: &Shared, text: &[u8]) -> bool {
+    let decision = shared.router.route_any_schema(text);
+    shared.metrics.route_path(decision.path);
+    let routed = match decision.route {
+        Route::Pgfed { .. } => true,
+        Route::Upstream => {
+            shared.federation.as_ref().is_some_and(|f| std::str::from_utf8(text).is_ok_and(|t| f.claims(t)))
+        }
+    };
+    if !routed {
+        shared.metrics.statements_upstream.increment(1);
+    }
+    routed
 }
 
 /// Writes some of `out`, or flushes when it is empty. Cancel-safe: `write` either took bytes or

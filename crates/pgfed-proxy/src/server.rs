@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::cancel::CancelRegistry;
+use crate::federation::Federation;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// One permit per session past startup; `max_connections` of them.
     pub limit: Arc<Semaphore>,
     pub metrics: Metrics,
+    /// Answers statements on foreign data; without one, everything is relayed.
+    pub federation: Option<Arc<dyn Federation>>,
 }
 
 /// Shutdown phases as sessions see them.
@@ -70,8 +73,18 @@ impl Server {
                 cancels: Arc::new(CancelRegistry::default()),
                 limit: Arc::new(Semaphore::new(config.config.server.max_connections)),
                 metrics: Metrics::new(),
+                federation: None,
             }),
         })
+    }
+
+    /// Lets `federation` answer the statements that are pgfed's (see [`Federation`]). Call before
+    /// [`Server::serve`].
+    pub fn with_federation(mut self, federation: Arc<dyn Federation>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.federation = Some(federation);
+        }
+        self
     }
 
     /// The router every session consults; the catalog updates its managed set.

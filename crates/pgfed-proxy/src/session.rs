@@ -45,6 +45,11 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, i
             // The client never finished its startup packet; like Postgres, close without a word.
             Err(_) => return debug!("startup packet not received in time"),
         };
+        let param = |name: &[u8]| {
+            params.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let user = param(b"user").unwrap_or_default();
+        let database = param(b"database").or_else(|| shared.upstream.url.database.clone()).unwrap_or_else(|| user.clone());
         if version.major != 3 {
             return refuse(&shared, &mut client, SessionError::UnsupportedVersion(version)).await;
         }
@@ -66,7 +71,9 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, i
         };
         shared.metrics.sessions_total.increment(1);
         shared.metrics.sessions_active.increment(1.0);
-        let relay = Relay::new(&shared, client, client_buf, upstream, upstream_buf, key, status);
+        let local_cancel = registration.as_ref().map(|r| r.local.clone()).unwrap_or_default();
+        let who = crate::relay::Who { user, database, local_cancel };
+        let relay = Relay::new(&shared, client, client_buf, upstream, upstream_buf, key, status, who);
         let (ending, stats) = relay.run(&signals).await;
         shared.metrics.sessions_active.decrement(1.0);
         drop(registration);

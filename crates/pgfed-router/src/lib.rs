@@ -63,6 +63,8 @@ pub struct Decision {
 #[derive(Debug, Default)]
 struct Managed {
     tables: HashSet<QualifiedName>,
+    /// Every schema holding a managed table, for [`Router::route_any_schema`].
+    schemas: Vec<String>,
     /// Matches any managed table's bare name, ASCII case-insensitively. `None` when there are no
     /// tables, or the automaton could not be built (then every statement is parsed).
     prefilter: Option<AhoCorasick>,
@@ -92,13 +94,30 @@ impl Router {
             // Building only fails for absurd pattern sizes; parsing everything is slow but correct.
             AhoCorasick::builder().ascii_case_insensitive(true).build(names).ok()
         };
-        self.managed.store(Arc::new(Managed { tables, prefilter }));
+        let mut schemas: Vec<String> = tables.iter().map(|t| t.schema.clone()).collect();
+        schemas.sort();
+        schemas.dedup();
+        self.managed.store(Arc::new(Managed { tables, schemas, prefilter }));
+    }
+
+    /// Routes with every schema that holds a managed table on the search path: an unqualified
+    /// name matching a managed table anywhere is a candidate. For a proxy that does not know the
+    /// session's search_path; whoever answers the statement resolves names exactly and hands back
+    /// statements that turn out not to touch managed tables.
+    pub fn route_any_schema(&self, sql: &[u8]) -> Decision {
+        let managed = self.managed.load();
+        let schemas: Vec<&str> = managed.schemas.iter().map(String::as_str).collect();
+        Self::route_in(&managed, sql, &schemas)
     }
 
     /// Routes one statement text (which may hold several statements). `search_path` resolves
     /// unqualified names, in order.
     pub fn route(&self, sql: &[u8], search_path: &[&str]) -> Decision {
         let managed = self.managed.load();
+        Self::route_in(&managed, sql, search_path)
+    }
+
+    fn route_in(managed: &Managed, sql: &[u8], search_path: &[&str]) -> Decision {
         if managed.tables.is_empty() {
             return Decision { route: Route::Upstream, path: Path::Scan };
         }

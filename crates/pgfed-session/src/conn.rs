@@ -367,6 +367,13 @@ impl Driver {
         Ok(Finished { status, side: io.side })
     }
 
+    /// The client's transaction ended outside a unit (a COMMIT the proxy relayed): portals opened
+    /// in it are gone on the upstream.
+    pub fn transaction_ended(&mut self) {
+        self.open.clear();
+        self.to_close.clear();
+    }
+
     async fn sync<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut Io<'_, R, W>,

@@ -102,6 +102,11 @@ pub fn bind_names(frame: &[u8]) -> Option<(&str, &str)> {
     Some((b.cstr()?, b.cstr()?))
 }
 
+/// Reads only the statement name of a Parse.
+pub fn bind_names_of_parse(frame: &[u8]) -> Option<&str> {
+    body(frame).cstr()
+}
+
 /// `Describe` and `Close`: `S` (statement) or `P` (portal), and a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {

@@ -80,6 +80,11 @@ impl PgError {
         out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
     }
 
+    /// Appends the ErrorResponse frame to `out`.
+    pub fn to_frame_into(&self, out: &mut bytes::BytesMut) {
+        out.extend_from_slice(&self.to_frame());
+    }
+
     pub fn to_frame(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64 + self.message.len());
         self.encode(&mut v);

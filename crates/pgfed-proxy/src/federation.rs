@@ -1,0 +1,136 @@
+//! The hook through which pgfed answers statements itself.
+//!
+//! The proxy owns the protocol (which frames belong to pgfed, the extended-protocol state of
+//! pgfed's statements and portals, encoding rows, transaction status); a [`Federation`] owns the
+//! meaning (catalog DDL, planning and running federated queries). The binary wires the real one
+//! (`pgfed-federation`: catalog, DataFusion engine, connectors); the proxy never links DataFusion.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use pgfed_encode::{ColumnSpec, TextSettings};
+use pgfed_session::{Connection, UpstreamError};
+use pgfed_wire::{PgError, sqlstate};
+use tokio_util::sync::CancellationToken;
+
+/// What a federated statement may use of its session while it runs.
+#[derive(Debug, Clone)]
+pub struct UnitContext {
+    /// The client's upstream session (its transaction, its privileges).
+    pub session: Connection,
+    /// Transaction status when the unit started: `I`, `T` or `E`.
+    pub status: u8,
+    /// Fires on the client's CancelRequest or disconnect.
+    pub cancel: CancellationToken,
+    /// The user and database from the client's startup message.
+    pub user: String,
+    pub database: String,
+}
+
+/// Why a statement could not be answered.
+#[derive(Debug)]
+pub enum FedError {
+    /// pgfed's own error, with its SQLSTATE.
+    Pg(PgError),
+    /// An ErrorResponse from the upstream, forwarded byte for byte.
+    Upstream(Bytes),
+    /// On closer look the statement touches no foreign data (the router's name match was a local
+    /// table of the same name, say): the upstream should answer it unchanged. Only valid from
+    /// [`Federation::prepare`].
+    NotMine,
+}
+
+impl From<PgError> for FedError {
+    fn from(e: PgError) -> Self {
+        FedError::Pg(e)
+    }
+}
+
+impl From<UpstreamError> for FedError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Server { frame, .. } => FedError::Upstream(frame),
+            other => FedError::Pg(PgError::error(sqlstate::CONNECTION_FAILURE, other.to_string())),
+        }
+    }
+}
+
+/// The result columns of a statement: the Arrow schema its batches have and how each column is
+/// described to the client.
+#[derive(Debug, Clone)]
+pub struct ResultColumns {
+    pub schema: SchemaRef,
+    /// One per column (see [`pgfed_encode::BatchEncoder::new`]).
+    pub specs: Vec<ColumnSpec>,
+}
+
+/// One parameter value from Bind.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// `None` is NULL.
+    pub value: Option<Bytes>,
+    pub binary: bool,
+}
+
+/// A running statement.
+pub struct Execution {
+    /// `None`: the statement returns no rows (DDL, a write without RETURNING).
+    pub columns: Option<ResultColumns>,
+    /// How values are written as text for this session (DateStyle, TimeZone, ...).
+    pub settings: TextSettings,
+    pub rows: BoxStream<'static, Result<RecordBatch, FedError>>,
+    /// The CommandComplete tag, given the number of rows sent.
+    pub tag: CommandTag,
+}
+
+impl std::fmt::Debug for Execution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution").field("columns", &self.columns).field("tag", &self.tag).finish_non_exhaustive()
+    }
+}
+
+/// The CommandComplete tag of a statement.
+#[derive(Debug, Clone)]
+pub enum CommandTag {
+    /// `SELECT n`, with n the rows sent.
+    Select,
+    /// A fixed tag (`CREATE SERVER`, `INSERT 0 5`).
+    Fixed(String),
+}
+
+impl CommandTag {
+    pub fn render(&self, rows: u64) -> String {
+        match self {
+            CommandTag::Select => format!("SELECT {rows}"),
+            CommandTag::Fixed(t) => t.clone(),
+        }
+    }
+}
+
+/// A statement pgfed planned (from Parse, or a simple Query).
+#[async_trait]
+pub trait Statement: Send + Sync {
+    /// Parameter type OIDs for ParameterDescription.
+    fn param_types(&self) -> Vec<u32>;
+
+    /// Result columns for RowDescription; `None` for NoData.
+    fn columns(&self) -> Option<ResultColumns>;
+
+    /// Runs the statement with these parameter values.
+    async fn execute(&self, params: Vec<Param>, ctx: &UnitContext) -> Result<Execution, FedError>;
+}
+
+/// Answers the statements that are pgfed's; see the module doc.
+#[async_trait]
+pub trait Federation: Send + Sync + 'static {
+    /// Cheap: whether this statement text is pgfed's beyond what the router knows (SQL/MED DDL on
+    /// pgfed's wrappers and servers). Called for Query/Parse texts the router sends upstream.
+    fn claims(&self, sql: &str) -> bool;
+
+    /// Plans one statement. `param_types` are Parse's (0: unspecified).
+    async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError>;
+}
