@@ -156,8 +156,11 @@ impl LocalState {
 pub(crate) enum UnitEnd {
     /// Answered through ReadyForQuery, whose status is this.
     Synced(u8),
-    /// Stopped at a frame that is not pgfed's; the relay continues from it.
-    Handover,
+    /// Stopped at a frame that is not pgfed's; the relay continues from it. `answered`: some
+    /// extended messages were answered (so the upstream's pipeline segment is open). `bounce`:
+    /// the first frame left is one pgfed looked at and handed back, which the relay must forward
+    /// without claiming it again.
+    Handover { answered: bool, bounce: bool },
 }
 
 /// What the unit needs of the relay's client side.
@@ -214,7 +217,7 @@ where
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let LocalState { driver, statements, portals, .. } = local;
-    let mut unit = Unit { fed, statements, portals, ctx, out: BytesMut::new(), failed: false, client };
+    let mut unit = Unit { fed, statements, portals, ctx, out: BytesMut::new(), failed: false, answered: false, client };
     let body = async {
         let r = if unsynced_before { unit.refuse_mixed().await } else { unit.run(router_claims).await };
         // Whatever happened, the driver must stop serving so that the upstream is synced.
@@ -232,7 +235,7 @@ where
         match end {
             // A unit that never touched the upstream leaves its status as it was.
             UnitEnd::Synced(_) => UnitEnd::Synced(finished.status.unwrap_or(status)),
-            UnitEnd::Handover => UnitEnd::Handover,
+            other => other,
         },
         finished.side,
     ))
@@ -246,6 +249,8 @@ struct Unit<'a, 'c, CR, CW> {
     out: BytesMut,
     /// An error was sent; skip to Sync, as Postgres does.
     failed: bool,
+    /// Some message of this unit was answered.
+    answered: bool,
     client: ClientSide<'c, CR, CW>,
 }
 
@@ -259,7 +264,7 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                 Next::Frame(f) => f,
                 Next::Foreign => {
                     self.flush().await?;
-                    return Ok(UnitEnd::Handover);
+                    return Ok(UnitEnd::Handover { answered: self.answered, bounce: false });
                 }
             };
             let tag = frame[0];
@@ -268,11 +273,16 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
             }
             let r = match tag {
                 frontend::QUERY => {
-                    self.simple_query(&frame).await;
+                    if self.simple_query(&frame).await {
+                        return self.bounce(frame).await;
+                    }
                     // The upstream's ReadyForQuery status is the driver's; the relay writes it.
                     return self.finish_unit().await;
                 }
-                frontend::PARSE => self.parse(&frame).await,
+                frontend::PARSE => match self.parse(&frame).await {
+                    Err(FedError::NotMine) => return self.bounce(frame).await,
+                    other => other,
+                },
                 frontend::BIND => self.bind(&frame),
                 frontend::DESCRIBE => self.describe(&frame),
                 frontend::EXECUTE => self.execute(&frame).await,
@@ -284,6 +294,7 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                 frontend::SYNC => return self.finish_unit().await,
                 _ => Ok(()),
             };
+            self.answered = true;
             if let Err(e) = r {
                 self.fail(e).await?;
             }
@@ -291,6 +302,15 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                 self.flush().await?;
             }
         }
+    }
+
+    /// Puts `frame` back at the front of the client buffer for the relay to forward.
+    async fn bounce(&mut self, frame: Bytes) -> Result<UnitEnd, UnitFailure> {
+        let rest = self.client.buf.split();
+        self.client.buf.extend_from_slice(&frame);
+        self.client.buf.unsplit(rest);
+        self.flush().await?;
+        Ok(UnitEnd::Handover { answered: self.answered, bounce: true })
     }
 
     async fn finish_unit(&mut self) -> Result<UnitEnd, UnitFailure> {
@@ -321,7 +341,7 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
             }
         }
         self.flush().await?;
-        Ok(UnitEnd::Handover)
+        Ok(UnitEnd::Handover { answered: true, bounce: false })
     }
 
     async fn fail(&mut self, e: FedError) -> Result<(), UnitFailure> {
@@ -422,21 +442,23 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
         })
     }
 
-    async fn simple_query(&mut self, frame: &[u8]) {
+    /// Answers a simple Query; true if it turned out not to be pgfed's.
+    async fn simple_query(&mut self, frame: &[u8]) -> bool {
         let Some(sql) = message::query_text(frame).and_then(|t| std::str::from_utf8(t).ok()) else {
-            let _ =
-                self.fail(FedError::Pg(PgError::error(sqlstate::PROTOCOL_VIOLATION, "invalid Query message"))).await;
-            return;
+            let e = FedError::Pg(PgError::error(sqlstate::PROTOCOL_VIOLATION, "invalid Query message"));
+            let _ = self.fail(e).await;
+            return false;
         };
         if let Some(e) = self.aborted() {
             let _ = self.fail(e).await;
-            return;
+            return false;
         }
         let statement = match self.fed.prepare(sql, &[], &self.ctx).await {
             Ok(s) => s,
+            Err(FedError::NotMine) => return true,
             Err(e) => {
                 let _ = self.fail(e).await;
-                return;
+                return false;
             }
         };
         let mut portal =
@@ -444,6 +466,7 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
         if let Err(e) = self.run_portal(&mut portal, 0, true).await {
             let _ = self.fail(e).await;
         }
+        false
     }
 
     async fn parse(&mut self, frame: &[u8]) -> Result<(), FedError> {

@@ -242,6 +242,8 @@ pub(crate) struct Relay<'a> {
     local: Option<LocalState>,
     /// The client buffer stops at a frame pgfed must answer.
     pending_local: bool,
+    /// The next Query/Parse was handed back by pgfed: forward it without routing.
+    bypass_next: bool,
     client_r: ReadHalf<ClientStream>,
     client_w: WriteHalf<ClientStream>,
     up_r: ReadHalf<UpstreamStream>,
@@ -274,6 +276,7 @@ impl<'a> Relay<'a> {
             who,
             local: None,
             pending_local: false,
+            bypass_next: false,
             client_r,
             client_w,
             up_r,
@@ -419,7 +422,8 @@ impl<'a> Relay<'a> {
                                 (message::parse_query_text(frame), pgfed_wire::extended::bind_names_of_parse(frame))
                             };
                             // A malformed body is Postgres's to reject, with its own message.
-                            let routed = text.is_some_and(|t| route(self.shared, t));
+                            let routed =
+                                !std::mem::take(&mut self.bypass_next) && text.is_some_and(|t| route(self.shared, t));
                             if !routed && let Some(l) = self.local.as_mut() {
                                 match name {
                                     None => l.on_simple_query(),
@@ -514,7 +518,10 @@ impl<'a> Relay<'a> {
                     local.on_transaction_end();
                 }
             }
-            UnitEnd::Handover => self.state.unsynced = true,
+            UnitEnd::Handover { answered, bounce } => {
+                self.state.unsynced |= answered;
+                self.bypass_next = bounce;
+            }
         }
         if !out.is_empty() {
             self.stats.bytes_out += out.len() as u64;
