@@ -124,13 +124,20 @@ pub trait Statement: Send + Sync {
     async fn execute(&self, params: Vec<Param>, ctx: &UnitContext) -> Result<Execution, FedError>;
 }
 
-/// Answers the statements that are pgfed's; see the module doc.
-#[async_trait]
+/// Answers the statements that are pgfed's; see the module doc. One per server.
 pub trait Federation: Send + Sync + 'static {
-    /// Cheap: whether this statement text is pgfed's beyond what the router knows (SQL/MED DDL on
-    /// pgfed's wrappers and servers). Called for Query/Parse texts the router sends upstream.
+    /// Cheap and synchronous: whether this statement text may be pgfed's beyond what the router
+    /// knows (SQL/MED DDL). Called for Query/Parse texts the router sends upstream. A claimed
+    /// statement that turns out not to be pgfed's is handed back ([`FedError::NotMine`]).
     fn claims(&self, sql: &str) -> bool;
 
+    /// State for one client session, made when it first needs pgfed.
+    fn session(&self) -> Box<dyn FederatedSession>;
+}
+
+/// One client session's side of the federation.
+#[async_trait]
+pub trait FederatedSession: Send + Sync {
     /// Plans one statement. `param_types` are Parse's (0: unspecified).
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError>;
 }

@@ -29,7 +29,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SessionError;
-use crate::federation::{CommandTag, Execution, FedError, Federation, Param, ResultColumns, Statement, UnitContext};
+use crate::federation::{
+    CommandTag, Execution, FedError, FederatedSession, Federation, Param, ResultColumns, Statement, UnitContext,
+};
 
 /// Output is written to the client once this much is buffered.
 const FLUSH_AT: usize = 64 * 1024;
@@ -85,12 +87,13 @@ pub(crate) struct LocalState {
     statements: HashMap<String, Arc<dyn Statement>>,
     portals: HashMap<String, Portal>,
     pub(crate) cancel: Arc<LocalCancel>,
+    fed: Option<Box<dyn FederatedSession>>,
 }
 
 impl LocalState {
     pub(crate) fn new(cancel: Arc<LocalCancel>) -> Self {
         let (conn, driver) = pgfed_session::channel();
-        Self { conn, driver, statements: HashMap::new(), portals: HashMap::new(), cancel }
+        Self { conn, driver, statements: HashMap::new(), portals: HashMap::new(), cancel, fed: None }
     }
 
     /// Whether extended-protocol frames must be looked at (pgfed owns some name).
@@ -216,6 +219,7 @@ where
         database: database.to_string(),
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let fed: &dyn FederatedSession = &**local.fed.get_or_insert_with(|| fed.session());
     let LocalState { driver, statements, portals, .. } = local;
     let mut unit = Unit { fed, statements, portals, ctx, out: BytesMut::new(), failed: false, answered: false, client };
     let body = async {
@@ -242,7 +246,7 @@ where
 }
 
 struct Unit<'a, 'c, CR, CW> {
-    fed: &'a Arc<dyn Federation>,
+    fed: &'a dyn FederatedSession,
     statements: &'a mut HashMap<String, Arc<dyn Statement>>,
     portals: &'a mut HashMap<String, Portal>,
     ctx: UnitContext,
