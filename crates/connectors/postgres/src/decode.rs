@@ -6,9 +6,11 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, FixedSizeBinaryBuilder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_schema::{DataType, TimeUnit};
+use arrow_array::types::IntervalMonthDayNano;
+use arrow_schema::{DataType, IntervalUnit, TimeUnit};
 use pgfed_connector_sdk::ConnectorError;
 use tokio_postgres::types::{FromSql, Type};
 
@@ -43,6 +45,8 @@ enum Remote {
     Timestamp,
     Numeric,
     Uuid,
+    Time,
+    Interval,
 }
 
 enum Builder {
@@ -58,6 +62,8 @@ enum Builder {
     Timestamp(TimestampMicrosecondBuilder),
     Decimal(Decimal128Builder, u8, i8),
     Uuid(FixedSizeBinaryBuilder),
+    Time(Time64MicrosecondBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
 }
 
 /// Decodes one column of a scan.
@@ -94,6 +100,8 @@ impl Decoder {
             DataType::Timestamp(TimeUnit::Microsecond, Some(_)) if *remote == Type::TIMESTAMPTZ => Remote::Timestamp,
             DataType::Decimal128(_, _) if *remote == Type::NUMERIC => Remote::Numeric,
             DataType::FixedSizeBinary(16) if *remote == Type::UUID => Remote::Uuid,
+            DataType::Time64(TimeUnit::Microsecond) if *remote == Type::TIME => Remote::Time,
+            DataType::Interval(IntervalUnit::MonthDayNano) if *remote == Type::INTERVAL => Remote::Interval,
             _ => {
                 return Err(data_type_error(
                     &column.name,
@@ -115,6 +123,8 @@ impl Decoder {
                 Builder::Timestamp(TimestampMicrosecondBuilder::new().with_data_type(dt.clone()))
             }
             DataType::Decimal128(p, s) => Builder::Decimal(Decimal128Builder::new().with_data_type(dt.clone()), *p, *s),
+            DataType::Time64(_) => Builder::Time(Time64MicrosecondBuilder::new()),
+            DataType::Interval(_) => Builder::Interval(IntervalMonthDayNanoBuilder::new()),
             _ => Builder::Uuid(FixedSizeBinaryBuilder::new(16)),
         };
         Ok(Decoder { column: column.name.clone(), nullable: column.nullable, remote: kind, builder })
@@ -143,6 +153,8 @@ impl Decoder {
                 Builder::Timestamp(b) => b.append_null(),
                 Builder::Decimal(b, _, _) => b.append_null(),
                 Builder::Uuid(b) => b.append_null(),
+                Builder::Time(b) => b.append_null(),
+                Builder::Interval(b) => b.append_null(),
             }
             return Ok(());
         };
@@ -187,6 +199,16 @@ impl Decoder {
             }
             (Builder::Decimal(b, precision, scale), _) => b.append_value(decode_numeric(raw, *precision, *scale)?),
             (Builder::Uuid(b), _) => b.append_value(fixed::<16>(raw)?).map_err(|e| e.to_string())?,
+            (Builder::Time(b), _) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
+            (Builder::Interval(b), _) => {
+                // Postgres: microseconds (i64), days (i32), months (i32).
+                let raw: [u8; 16] = fixed(raw)?;
+                let micros = i64::from_be_bytes(fixed(&raw[..8])?);
+                let days = i32::from_be_bytes(fixed(&raw[8..12])?);
+                let months = i32::from_be_bytes(fixed(&raw[12..])?);
+                let nanos = micros.checked_mul(1000).ok_or("interval out of range")?;
+                b.append_value(IntervalMonthDayNano::new(months, days, nanos));
+            }
             (Builder::Bool(_), _) => return Err("unexpected remote type".into()),
         }
         Ok(())
@@ -206,6 +228,8 @@ impl Decoder {
             Builder::Timestamp(b) => Arc::new(b.finish()),
             Builder::Decimal(b, _, _) => Arc::new(b.finish()),
             Builder::Uuid(b) => Arc::new(b.finish()),
+            Builder::Time(b) => Arc::new(b.finish()),
+            Builder::Interval(b) => Arc::new(b.finish()),
         }
     }
 }

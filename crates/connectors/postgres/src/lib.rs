@@ -1,31 +1,43 @@
-//! `FOREIGN DATA WRAPPER postgres`: scans a table of a remote PostgreSQL server, with
-//! postgres_fdw's option names. See docs/connectors/postgres.md for the options, the type
-//! mapping and the exact pushdown matrix.
+//! `FOREIGN DATA WRAPPER postgres`: a table of a remote PostgreSQL server, with postgres_fdw's
+//! option names: scans with pushdown, INSERT/UPDATE/DELETE with RETURNING, IMPORT FOREIGN
+//! SCHEMA, and remote transactions tied to the client's. See docs/connectors/postgres.md for the
+//! options, the type mapping, the pushdown matrix and the write and transaction semantics.
 //!
-//! The remote SELECT is built from always-quoted identifiers and `$n` placeholders; every qual
-//! value and the LIMIT travel as binary bind parameters ([`quote_ident`], `sql.rs`). Rows stream
-//! from `query_raw` and are converted to Arrow batches of up to [`BATCH_ROWS`] rows as they
-//! arrive. One connection per scan for now (pooling is the next step).
+//! Remote SQL is built from always-quoted identifiers and `$n` placeholders; every value travels
+//! as a bind parameter ([`quote_ident`], `sql.rs`, `write.rs`). Rows stream from the server and
+//! become Arrow batches of up to [`BATCH_ROWS`] rows as they arrive (`stream.rs`). Connections
+//! are pooled per server and remote user, and pinned to the client's transaction between the
+//! `begin` and `pre_commit`/`rollback` hooks (`conn.rs`). [`PostgresWrapper`] is the shared
+//! instance; [`Wrapper::for_session`] gives each client session its own connections, as
+//! postgres_fdw keeps one per backend and user mapping.
 
+mod conn;
 mod decode;
+mod import;
 mod sql;
 mod stream;
+mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use pgfed_connector_sdk::{
-    BatchStream, ConnectorError, ForeignTable, OpenRequest, OptionLevel, OptionSpec, Options, Pushdown, Qual,
-    ScanContext, ScanRequest, SortKey, Wrapper,
+    BatchStream, ConnectorError, ForeignTable, ImportRequest, ImportedTable, Notice, NoticeLevel, OpenRequest,
+    OptionLevel, OptionSpec, Options, Pushdown, Qual, ScanContext, ScanRequest, SortKey, Wrapper,
 };
 
+use conn::{Pool, ServerConfig, Session};
 pub use sql::quote_ident;
 use sql::{Column, TableDef, qual_param_type};
 
 /// Rows per record batch, at most.
 pub const BATCH_ROWS: usize = 8192;
+
+/// Rows per FETCH when a scan runs inside the client's transaction (postgres_fdw's
+/// `fetch_size`; its default is 100, pgfed's batches are larger).
+const DEFAULT_FETCH_SIZE: u32 = 1000;
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::required(OptionLevel::Server, "host", "remote host name, IP address or Unix socket directory"),
@@ -38,61 +50,56 @@ const OPTIONS: &[OptionSpec] = &[
         "same_collation",
         "true if the remote text collation equals the local one: text ordering and LIKE are pushed down",
     ),
+    OptionSpec::optional(OptionLevel::Server, "fetch_size", "rows per FETCH inside a transaction (default 1000)"),
     OptionSpec::optional(OptionLevel::UserMapping, "user", "remote user (default: the session's user)"),
     OptionSpec::secret(OptionLevel::UserMapping, "password", "remote password"),
     OptionSpec::optional(OptionLevel::Table, "schema_name", "remote schema (default public)"),
     OptionSpec::required(OptionLevel::Table, "table_name", "remote table or view"),
+    OptionSpec::optional(
+        OptionLevel::Table,
+        "fetch_size",
+        "rows per FETCH inside a transaction (overrides the server's)",
+    ),
     OptionSpec::optional(OptionLevel::Column, "column_name", "remote column name (default: the local name)"),
 ];
 
-/// The `postgres` foreign data wrapper.
+/// Idle connections of the shared instance, reused across statements and sessions that
+/// connect with the same server options, user and password.
+static SHARED_POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| Arc::new(Pool::default()));
+
+/// The `postgres` foreign data wrapper, shared instance: a table opened through it keeps its
+/// own transaction state; idle connections go to a process-wide pool.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PostgresWrapper;
 
-/// Where and how to connect; `Debug` never shows the password.
-#[derive(Clone)]
-pub(crate) struct ServerConfig {
-    pub host: String,
-    pub port: u16,
-    pub dbname: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub connect_timeout: Duration,
+/// The `postgres` foreign data wrapper for one client session ([`Wrapper::for_session`]): its
+/// connections and remote transactions belong to the session and close with it.
+pub struct PostgresSessionWrapper {
+    session: Arc<Session>,
 }
 
-impl std::fmt::Debug for ServerConfig {
+impl std::fmt::Debug for PostgresSessionWrapper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("dbname", &self.dbname)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("PostgresSessionWrapper").finish_non_exhaustive()
     }
 }
 
-impl ServerConfig {
-    /// How errors name the server (never with credentials).
-    pub(crate) fn source_name(&self) -> String {
-        format!("remote postgres server {}:{}", self.host, self.port)
-    }
+/// Server-level settings that are not about connecting.
+#[derive(Debug, Clone, Copy)]
+struct ServerSettings {
+    same_collation: bool,
+    fetch_size: u32,
 }
 
-fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfig, bool), ConnectorError> {
+fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfig, ServerSettings), ConnectorError> {
     let host = server
         .get("host")
         .ok_or(ConnectorError::MissingOption { name: "host".into(), level: OptionLevel::Server.as_str() })?;
     let port = server.parse::<u16>("port", "a port number")?.unwrap_or(5432);
-    if let Some(mode) = server.get("sslmode")
-        && mode != "disable"
-    {
-        return Err(ConnectorError::InvalidOptionValue {
-            name: "sslmode".into(),
-            reason: "only disable is supported (TLS to the remote server is not implemented yet)".into(),
-        });
-    }
+    let tls = tls::parse(server)?;
     let timeout = server.parse::<u64>("connect_timeout", "a whole number of seconds")?.unwrap_or(10);
     let same_collation = server.flag("same_collation")?.unwrap_or(false);
+    let fetch_size = fetch_size(server)?.unwrap_or(DEFAULT_FETCH_SIZE);
     let config = ServerConfig {
         host: host.to_string(),
         port,
@@ -100,8 +107,18 @@ fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfi
         user: user_mapping.get("user").map(str::to_string),
         password: user_mapping.get("password").map(str::to_string),
         connect_timeout: Duration::from_secs(timeout.max(1)),
+        tls,
     };
-    Ok((config, same_collation))
+    Ok((config, ServerSettings { same_collation, fetch_size }))
+}
+
+fn fetch_size(options: &Options) -> Result<Option<u32>, ConnectorError> {
+    match options.parse::<u32>("fetch_size", "a positive whole number")? {
+        Some(0) => {
+            Err(ConnectorError::InvalidOptionValue { name: "fetch_size".into(), reason: "must be positive".into() })
+        }
+        n => Ok(n),
+    }
 }
 
 fn table_def(request: &OpenRequest, same_collation: bool) -> Result<TableDef, ConnectorError> {
@@ -127,6 +144,81 @@ fn table_def(request: &OpenRequest, same_collation: bool) -> Result<TableDef, Co
     })
 }
 
+/// What both wrapper types share; `session` is `None` for the shared instance.
+async fn open_table(
+    request: OpenRequest,
+    session: Option<Arc<Session>>,
+) -> Result<Arc<dyn ForeignTable>, ConnectorError> {
+    let (server, settings) = parse_server(&request.server, &request.user_mapping)?;
+    let def = table_def(&request, settings.same_collation)?;
+    let fetch_size = fetch_size(&request.table)?.unwrap_or(settings.fetch_size);
+    let fields: Vec<Field> = request.columns.iter().map(|(f, _)| f.clone()).collect();
+    let session = session.unwrap_or_else(|| Arc::new(Session::new(SHARED_POOL.clone())));
+    Ok(Arc::new(PostgresTable { server, def, schema: Arc::new(Schema::new(fields)), session, fetch_size }))
+}
+
+fn check_request(request: &OpenRequest) -> Result<(), ConnectorError> {
+    let (_, settings) = parse_server(&request.server, &request.user_mapping)?;
+    fetch_size(&request.table)?;
+    table_def(request, settings.same_collation).map(drop)
+}
+
+/// IMPORT FOREIGN SCHEMA; `ctx` gives the default remote user and takes the notices. Without
+/// one, a column that would be left out is an error rather than a silent omission.
+async fn import_schema(
+    pool: &Pool,
+    request: ImportRequest,
+    ctx: Option<&ScanContext>,
+) -> Result<Vec<ImportedTable>, ConnectorError> {
+    let (server, _) = parse_server(&request.server, &request.user_mapping)?;
+    let user = match (&server.user, ctx) {
+        (Some(user), _) => user.clone(),
+        (None, Some(ctx)) => ctx.user.clone(),
+        (None, None) => {
+            return Err(ConnectorError::MissingOption {
+                name: "user".into(),
+                level: OptionLevel::UserMapping.as_str(),
+            });
+        }
+    };
+    let key = server.key(&user);
+    let never = tokio_util::sync::CancellationToken::new();
+    let (cancel, deadline) = ctx.map_or((&never, None), |c| (&c.cancel, c.deadline));
+    let (tables, skipped) = import::import(pool, &key, &request, cancel, deadline).await?;
+    let Some(ctx) = ctx else {
+        if let Some(s) = skipped.first() {
+            return Err(ConnectorError::DataType {
+                column: format!("{}.{}", s.table, s.column),
+                reason: format!(
+                    "remote type {} cannot be imported; leave the table out with EXCEPT or declare it by hand",
+                    s.remote_type
+                ),
+            });
+        }
+        return Ok(tables);
+    };
+    let mut by_table: Vec<(&str, Vec<String>)> = Vec::new();
+    for s in &skipped {
+        let entry = format!("\"{}\" ({})", s.column, s.remote_type);
+        match by_table.last_mut() {
+            Some((t, cols)) if *t == s.table => cols.push(entry),
+            _ => by_table.push((&s.table, vec![entry])),
+        }
+    }
+    for (table, columns) in by_table {
+        (ctx.notices)(Notice {
+            level: NoticeLevel::Warning,
+            message: format!(
+                "foreign table \"{table}\" imported without {} column(s) of unsupported types",
+                columns.len()
+            ),
+            detail: Some(format!("Skipped: {}.", columns.join(", "))),
+            hint: Some("pgfed cannot hold these remote types; cast them in a remote view to import them.".into()),
+        });
+    }
+    Ok(tables)
+}
+
 #[async_trait]
 impl Wrapper for PostgresWrapper {
     fn name(&self) -> &'static str {
@@ -138,25 +230,85 @@ impl Wrapper for PostgresWrapper {
     }
 
     fn check(&self, request: &OpenRequest) -> Result<(), ConnectorError> {
-        let (_, same_collation) = parse_server(&request.server, &request.user_mapping)?;
-        table_def(request, same_collation).map(drop)
+        check_request(request)
     }
 
     /// Validates the options; does not contact the server (the scan connects).
     async fn open(&self, request: OpenRequest) -> Result<Arc<dyn ForeignTable>, ConnectorError> {
-        let (server, same_collation) = parse_server(&request.server, &request.user_mapping)?;
-        let def = table_def(&request, same_collation)?;
-        let fields: Vec<Field> = request.columns.iter().map(|(f, _)| f.clone()).collect();
-        Ok(Arc::new(PostgresTable { server, def, schema: Arc::new(Schema::new(fields)) }))
+        open_table(request, None).await
+    }
+
+    async fn import_schema(&self, request: ImportRequest) -> Result<Vec<ImportedTable>, ConnectorError> {
+        import_schema(&SHARED_POOL, request, None).await
+    }
+
+    async fn import_schema_in(
+        &self,
+        request: ImportRequest,
+        ctx: &ScanContext,
+    ) -> Result<Vec<ImportedTable>, ConnectorError> {
+        import_schema(&SHARED_POOL, request, Some(ctx)).await
+    }
+
+    fn for_session(&self) -> Option<Arc<dyn Wrapper>> {
+        Some(Arc::new(PostgresSessionWrapper { session: Arc::new(Session::new(Arc::new(Pool::default()))) }))
+    }
+}
+
+#[async_trait]
+impl Wrapper for PostgresSessionWrapper {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        OPTIONS
+    }
+
+    fn check(&self, request: &OpenRequest) -> Result<(), ConnectorError> {
+        check_request(request)
+    }
+
+    async fn open(&self, request: OpenRequest) -> Result<Arc<dyn ForeignTable>, ConnectorError> {
+        open_table(request, Some(self.session.clone())).await
+    }
+
+    async fn import_schema(&self, request: ImportRequest) -> Result<Vec<ImportedTable>, ConnectorError> {
+        import_schema(&self.session.pool, request, None).await
+    }
+
+    async fn import_schema_in(
+        &self,
+        request: ImportRequest,
+        ctx: &ScanContext,
+    ) -> Result<Vec<ImportedTable>, ConnectorError> {
+        import_schema(&self.session.pool, request, Some(ctx)).await
+    }
+
+    fn for_session(&self) -> Option<Arc<dyn Wrapper>> {
+        PostgresWrapper.for_session()
     }
 }
 
 /// One remote table, open for one statement.
-#[derive(Debug)]
 pub struct PostgresTable {
     server: ServerConfig,
     def: TableDef,
     schema: SchemaRef,
+    session: Arc<Session>,
+    fetch_size: u32,
+}
+
+impl std::fmt::Debug for PostgresTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTable").field("server", &self.server).field("def", &self.def).finish_non_exhaustive()
+    }
+}
+
+impl PostgresTable {
+    fn remote_name(&self) -> String {
+        format!("{}.{}", quote_ident(&self.def.schema), quote_ident(&self.def.table))
+    }
 }
 
 #[async_trait]
@@ -190,7 +342,31 @@ impl ForeignTable for PostgresTable {
 
     async fn scan(&self, request: ScanRequest, ctx: ScanContext) -> Result<BatchStream, ConnectorError> {
         let query = self.def.build(&request)?;
-        let table = format!("{}.{}", quote_ident(&self.def.schema), quote_ident(&self.def.table));
-        stream::scan(&self.server, table, query, ctx).await
+        let key = self.server.key(&ctx.user);
+        let errors = self.server.errors(self.remote_name());
+        stream::scan(self.session.clone(), key, errors, query, self.fetch_size, ctx).await
+    }
+
+    /// The remote transaction opens at the first use of each connection after this.
+    async fn begin(&self) -> Result<(), ConnectorError> {
+        self.session.begin().await;
+        Ok(())
+    }
+
+    /// Commits the remote transactions (all of the session's, so a second table's call finds
+    /// nothing left); a failure aborts the client's transaction.
+    async fn pre_commit(&self) -> Result<(), ConnectorError> {
+        let table = self.remote_name();
+        self.session.pre_commit(|key| key.server.errors(table.clone())).await
+    }
+
+    async fn commit(&self) -> Result<(), ConnectorError> {
+        self.session.commit().await;
+        Ok(())
+    }
+
+    async fn rollback(&self) -> Result<(), ConnectorError> {
+        self.session.rollback().await;
+        Ok(())
     }
 }

@@ -1,5 +1,4 @@
-//! Scans against the private test cluster (`scripts/test`, or
-//! `eval "$(scripts/pg-test-cluster start DIR)"`).
+//! Scans: types, projections, quals, pushdown, ORDER BY and LIMIT, errors, cancel.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,99 +13,13 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use futures_util::StreamExt;
 use pgfed_connector_postgres::PostgresWrapper;
 use pgfed_connector_sdk::{
-    ConnectorError, ForeignTable, NullsOrder, OpenRequest, Operator, OptionLevel, Pushdown, Qual, QualValue,
-    ScanContext, ScanRequest, SortKey, Value, Wrapper, validate_options,
+    ConnectorError, ForeignTable, NullsOrder, Operator, Pushdown, Qual, QualValue, ScanRequest, SortKey, Value, Wrapper,
 };
 use pgfed_testkit::TestPg;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio_util::sync::CancellationToken;
 
-const UUID1: [u8; 16] =
-    [0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11];
-
-async fn exec(sql: &str) {
-    TestPg::from_env().superuser().await.batch_execute(sql).await.expect("setup SQL");
-}
-
-fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn server_opts(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let pg = TestPg::from_env();
-    let mut o = opts(&[("host", &pg.host), ("port", &pg.port.to_string()), ("dbname", &pg.db)]);
-    o.extend(opts(extra));
-    o
-}
-
-struct Setup {
-    server: Vec<(String, String)>,
-    user_mapping: Vec<(String, String)>,
-    table: Vec<(String, String)>,
-    columns: Vec<(Field, Vec<(String, String)>)>,
-}
-
-impl Setup {
-    fn new(table: &str, columns: Vec<(Field, Vec<(String, String)>)>) -> Self {
-        Setup {
-            server: server_opts(&[]),
-            user_mapping: opts(&[("user", "postgres")]),
-            table: opts(&[("table_name", table)]),
-            columns,
-        }
-    }
-
-    fn request(&self) -> Result<OpenRequest, ConnectorError> {
-        let specs = PostgresWrapper.options();
-        Ok(OpenRequest {
-            table_name: "local_table".into(),
-            server: validate_options(specs, OptionLevel::Server, &self.server)?,
-            user_mapping: validate_options(specs, OptionLevel::UserMapping, &self.user_mapping)?,
-            table: validate_options(specs, OptionLevel::Table, &self.table)?,
-            columns: self
-                .columns
-                .iter()
-                .map(|(f, o)| Ok((f.clone(), validate_options(specs, OptionLevel::Column, o)?)))
-                .collect::<Result<_, ConnectorError>>()?,
-        })
-    }
-
-    async fn open(&self) -> Result<Arc<dyn ForeignTable>, ConnectorError> {
-        PostgresWrapper.open(self.request()?).await
-    }
-}
-
-fn ctx() -> ScanContext {
-    ScanContext { cancel: CancellationToken::new(), deadline: None, notices: Arc::new(|_| {}), user: "postgres".into() }
-}
-
-async fn scan(table: &dyn ForeignTable, request: ScanRequest) -> Result<Vec<RecordBatch>, ConnectorError> {
-    let mut stream = table.scan(request, ctx()).await?;
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.next().await {
-        batches.push(batch?);
-    }
-    Ok(batches)
-}
-
-async fn scan_one(table: &dyn ForeignTable, request: ScanRequest) -> RecordBatch {
-    let declared = table.schema();
-    let fields: Vec<Field> =
-        request.columns.iter().map(|c| declared.field_with_name(c).expect("declared column").clone()).collect();
-    let batches = scan(table, request).await.expect("scan");
-    // Every test result fits in one batch.
-    assert!(batches.len() <= 1, "{} batches", batches.len());
-    batches.first().cloned().unwrap_or_else(|| RecordBatch::new_empty(Arc::new(arrow_schema::Schema::new(fields))))
-}
-
-fn col(name: &str, data_type: DataType) -> (Field, Vec<(String, String)>) {
-    (Field::new(name, data_type, true), vec![])
-}
-
-fn tz() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
-}
+use crate::*;
 
 fn all_types_columns() -> Vec<(Field, Vec<(String, String)>)> {
     vec![
@@ -487,7 +400,9 @@ async fn option_errors_name_options_never_values() {
     assert_eq!(e.sqlstate(), "HV00D");
     assert_eq!(
         e.hint(),
-        Some("Valid options in this context are: host, port, dbname, sslmode, connect_timeout, same_collation")
+        Some(
+            "Valid options in this context are: host, port, dbname, sslmode, connect_timeout, same_collation, fetch_size"
+        )
     );
     assert!(!texts(&e).contains(secret));
     setup.server.pop();
