@@ -598,7 +598,7 @@ impl<'a> Relay<'a> {
         }
         let farewell = ending.farewell();
         if let Some(err) = &farewell {
-            self.shared.metrics.error(err.code, "pgfed");
+            self.shared.metrics.error(&err.code, "pgfed");
         }
         let u2c = &mut self.u2c;
         let at_boundary = u2c.scanner.at_boundary();

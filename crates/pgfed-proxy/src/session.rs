@@ -91,7 +91,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, i
 async fn refuse(shared: &Shared, client: &mut ClientStream, e: SessionError) {
     match e.client_error() {
         Some(err) => {
-            shared.metrics.error(err.code, "pgfed");
+            shared.metrics.error(&err.code, "pgfed");
             info!(error = %e, "session refused");
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
                 client.write_all(&err.to_frame()).await?;

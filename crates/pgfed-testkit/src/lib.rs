@@ -95,16 +95,25 @@ impl TestProxy {
 
     /// Starts pgfed after `tweak` adjusted the configuration (upstream URL preset).
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_server(tweak, |server, _, _| server).await
+    }
+
+    /// Like [`TestProxy::start_with`], and `build` may change the server before it serves (attach
+    /// a federation, say); it gets the validated configuration and the shutdown token.
+    pub async fn start_server(
+        tweak: impl FnOnce(&mut Config),
+        build: impl FnOnce(pgfed_proxy::Server, &Validated, CancellationToken) -> pgfed_proxy::Server,
+    ) -> Self {
         let pg = TestPg::from_env();
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".into();
         config.upstream.url = pg.upstream_url("disable");
         tweak(&mut config);
         let validated: Validated = config.validate().expect("test configuration is valid");
-        let server = pgfed_proxy::Server::new(&validated).expect("server builds");
+        let shutdown = CancellationToken::new();
+        let server = build(pgfed_proxy::Server::new(&validated).expect("server builds"), &validated, shutdown.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.serve(listener, shutdown.clone()));
         Self { addr, pg, shutdown, task: Some(task) }
     }

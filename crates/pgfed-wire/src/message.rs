@@ -26,22 +26,28 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgError {
     pub severity: Severity,
-    pub code: &'static str,
+    /// The SQLSTATE: usually one of [`crate::sqlstate`], or a code passed on from elsewhere (an
+    /// engine or connector error).
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
 }
 
 impl PgError {
-    pub fn new(severity: Severity, code: &'static str, message: impl Into<String>) -> Self {
-        Self { severity, code, message: message.into(), detail: None, hint: None }
+    pub fn new(
+        severity: Severity,
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self { severity, code: code.into(), message: message.into(), detail: None, hint: None }
     }
 
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(code: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(Severity::Fatal, code, message)
     }
 
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::new(Severity::Error, code, message)
     }
 
@@ -66,7 +72,7 @@ impl PgError {
         out.extend_from_slice(&[0; 4]);
         let sev = self.severity.as_str();
         for (field, value) in
-            [(b'S', Some(sev)), (b'V', Some(sev)), (b'C', Some(self.code)), (b'M', Some(self.message.as_str()))]
+            [(b'S', Some(sev)), (b'V', Some(sev)), (b'C', Some(&*self.code)), (b'M', Some(self.message.as_str()))]
                 .into_iter()
                 .chain([(b'D', self.detail.as_deref()), (b'H', self.hint.as_deref())])
         {

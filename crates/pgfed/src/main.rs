@@ -164,10 +164,11 @@ async fn serve(v: Validated) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "metrics at /metrics");
     }
-    let server = pgfed_proxy::Server::new(&v)?;
+    let shutdown = CancellationToken::new();
+    let (server, _federation) =
+        pgfed_federation::attach(pgfed_proxy::Server::new(&v)?, &v, shutdown.clone()).context("federation engine")?;
     let listener =
         tokio::net::TcpListener::bind(v.listen).await.with_context(|| format!("cannot listen on {}", v.listen))?;
-    let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signals(shutdown.clone()));
     server.serve(listener, shutdown).await;
     Ok(())

@@ -1,0 +1,137 @@
+//! Answers the statements the proxy hands to pgfed ([`pgfed_proxy::federation`]): SQL/MED DDL
+//! goes to `pgfed-catalog`, queries on foreign tables to `pgfed-engine`, both running on the
+//! client's own upstream session. It owns the live catalog snapshot (installed by the catalog
+//! watcher and, right after DDL, by the session that ran it) and keeps the router's set of
+//! foreign table names in step with it. This is the only crate that knows every other one; the
+//! proxy stays free of DataFusion and the engine free of the wire protocol.
+
+mod facts;
+mod statement;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pgfed_catalog::{Registry, Snapshot};
+use pgfed_connector_sdk::Wrapper;
+use pgfed_engine::{Engine, EngineConfig, EngineError};
+use pgfed_proxy::federation::FederatedSession;
+use pgfed_router::{QualifiedName, Router};
+
+/// The connectors pgfed ships.
+pub fn builtin_wrappers() -> Vec<Arc<dyn Wrapper>> {
+    vec![Arc::new(pgfed_connector_postgres::PostgresWrapper)]
+}
+
+/// Shared by every session: connectors, engine, catalog snapshot, router. Cheap to clone.
+#[derive(Clone)]
+pub struct Federation {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub registry: Registry,
+    pub engine: Arc<Engine>,
+    pub snapshot: ArcSwap<Snapshot>,
+    pub router: Arc<Router>,
+}
+
+impl std::fmt::Debug for Federation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation").field("tables", &self.inner.snapshot.load().tables.len()).finish_non_exhaustive()
+    }
+}
+
+impl Federation {
+    /// `router` is the proxy's ([`pgfed_proxy::Server::router`]): its managed set follows the
+    /// catalog.
+    pub fn new(
+        config: EngineConfig,
+        wrappers: Vec<Arc<dyn Wrapper>>,
+        router: Arc<Router>,
+    ) -> Result<Self, EngineError> {
+        let engine = Arc::new(Engine::new(config, wrappers.clone())?);
+        Ok(Federation {
+            inner: Arc::new(Inner {
+                registry: Registry::new(wrappers),
+                engine,
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                router,
+            }),
+        })
+    }
+
+    /// Makes `snapshot` the catalog every new statement sees, and routes its tables to pgfed.
+    pub fn install(&self, snapshot: Arc<Snapshot>) {
+        self.inner.install(snapshot)
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.load_full()
+    }
+
+    /// A catalog watcher on pgfed's service connection (`conninfo`, libpq style) that installs
+    /// every snapshot it loads. Run it with [`pgfed_catalog::Watcher::run`].
+    pub fn watcher(&self, conninfo: &str) -> Result<pgfed_catalog::Watcher, String> {
+        let inner = self.inner.clone();
+        pgfed_catalog::Watcher::from_conninfo(conninfo, move |s| inner.install(s)).map_err(|e| e.to_string())
+    }
+}
+
+/// libpq connection string for pgfed's own service connection (the upstream URL's user).
+pub fn service_conninfo(url: &pgfed_config::UpstreamUrl) -> Option<String> {
+    let user = url.user.as_deref()?;
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut s = format!("host={} port={} user={}", quote(&url.host), url.port, quote(user));
+    if let Some(db) = &url.database {
+        s.push_str(&format!(" dbname={}", quote(db)));
+    }
+    if let Some(pw) = &url.password {
+        s.push_str(&format!(" password={}", quote(pw)));
+    }
+    Some(s)
+}
+
+/// Builds the federation for `server` and attaches it. When the upstream URL names a user, a
+/// catalog watcher runs on that service connection until `shutdown` (other pgfed instances' DDL
+/// reaches this one through it); without one, only DDL run through this instance is seen, which
+/// is logged.
+pub fn attach(
+    server: pgfed_proxy::Server,
+    config: &pgfed_config::Validated,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(pgfed_proxy::Server, Federation), EngineError> {
+    let fed = Federation::new(EngineConfig::default(), builtin_wrappers(), server.router())?;
+    match service_conninfo(&config.upstream) {
+        Some(conninfo) => match fed.watcher(&conninfo) {
+            Ok(w) => {
+                tokio::spawn(w.run(shutdown));
+            }
+            Err(e) => tracing::warn!(error = %e, "catalog watcher not started"),
+        },
+        None => tracing::warn!(
+            "the upstream URL names no user: the catalog is loaded by sessions that run DDL only; \
+             add a user to upstream.url so pgfed sees foreign tables defined before it started"
+        ),
+    }
+    let server = server.with_federation(Arc::new(fed.clone()));
+    Ok((server, fed))
+}
+
+impl Inner {
+    pub(crate) fn install(&self, snapshot: Arc<Snapshot>) {
+        self.router.set_managed(snapshot.tables.values().map(|t| QualifiedName::new(t.schema.clone(), t.name.clone())));
+        self.snapshot.store(snapshot);
+    }
+}
+
+impl pgfed_proxy::federation::Federation for Federation {
+    fn claims(&self, sql: &str) -> bool {
+        // Any SQL/MED DDL: whether it is pgfed's is decided in the session (objects created in
+        // its open transaction count), and handed back when it is Postgres's own.
+        pgfed_catalog::ddl::parse(sql).is_some()
+    }
+
+    fn session(&self) -> Box<dyn FederatedSession> {
+        Box::new(statement::Session::new(self.inner.clone()))
+    }
+}

@@ -1,0 +1,227 @@
+//! One session's statements: catalog DDL and federated queries.
+
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use pgfed_catalog::ddl::Ddl;
+use pgfed_catalog::{CatalogError, ForeignTable, Privilege, Server, Snapshot};
+use pgfed_connector_sdk::{NoticeSink, ScanContext};
+use pgfed_encode::ColumnSpec;
+use pgfed_engine::{CatalogAccess, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext};
+use pgfed_proxy::federation::{
+    CommandTag, Execution, FedError, FederatedSession, ResultColumns, Statement, UnitContext,
+};
+use pgfed_session::UpstreamSession;
+use pgfed_wire::PgError;
+
+use crate::Inner;
+use crate::facts;
+
+pub(crate) struct Session {
+    inner: Arc<Inner>,
+    engine: EngineSession,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        let engine = inner.engine.session();
+        Session { inner, engine }
+    }
+}
+
+/// An engine or catalog error as the client gets it: Postgres's own frame when it came from the
+/// upstream, else pgfed's error with the SQLSTATE the error names.
+pub(crate) fn engine_error(e: EngineError) -> FedError {
+    if let Some(frame) = e.upstream_frame() {
+        return FedError::Upstream(frame.clone());
+    }
+    let mut err = PgError::error(e.sqlstate().to_string(), e.to_string());
+    if let Some(h) = e.hint() {
+        err = err.with_hint(h);
+    }
+    FedError::Pg(err)
+}
+
+pub(crate) fn catalog_error(e: CatalogError) -> FedError {
+    if let Some(frame) = e.upstream_frame() {
+        return FedError::Upstream(frame.clone());
+    }
+    let mut err = PgError::error(e.sqlstate().to_string(), e.to_string());
+    if let Some(d) = e.detail() {
+        err = err.with_detail(d);
+    }
+    if let Some(h) = e.hint() {
+        err = err.with_hint(h);
+    }
+    FedError::Pg(err)
+}
+
+fn no_notices() -> NoticeSink {
+    // Notices from connectors are dropped until the proxy can interleave them with rows.
+    Arc::new(|_| {})
+}
+
+/// The catalog reads the engine makes in the client's session.
+struct Access;
+
+#[async_trait]
+impl CatalogAccess for Access {
+    async fn user_mapping(
+        &self,
+        session: &dyn UpstreamSession,
+        server: &Server,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        pgfed_catalog::user_mapping(session, &server.name).await.map_err(catalog_to_engine)
+    }
+
+    async fn check_select(&self, session: &dyn UpstreamSession, table: &ForeignTable) -> Result<(), EngineError> {
+        pgfed_catalog::check_privilege(session, table, &Privilege::Select(Vec::new())).await.map_err(catalog_to_engine)
+    }
+}
+
+fn catalog_to_engine(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::Upstream(u) => EngineError::Upstream(u),
+        other => EngineError::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl FederatedSession for Session {
+    async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
+        if let Some(parsed) = pgfed_catalog::ddl::parse(sql) {
+            let ddl = parsed.map_err(catalog_error)?;
+            let route = pgfed_catalog::route(&ctx.session, &self.inner.registry, &ddl).await.map_err(catalog_error)?;
+            return match route {
+                pgfed_catalog::Route::Pgfed => Ok(Arc::new(DdlStatement { inner: self.inner.clone(), ddl })),
+                pgfed_catalog::Route::Upstream => Err(FedError::NotMine),
+            };
+        }
+        let facts = facts::read(&ctx.session).await?;
+        // The router matched a name in any schema; with the session's real search path the
+        // statement may touch no foreign table at all.
+        let path: Vec<&str> = facts.search_path.iter().map(String::as_str).collect();
+        if matches!(self.inner.router.route(sql.as_bytes(), &path).route, pgfed_router::Route::Upstream) {
+            return Err(FedError::NotMine);
+        }
+        let sctx = StatementContext {
+            session: Arc::new(ctx.session.clone()),
+            catalog: self.inner.snapshot.load_full(),
+            access: Arc::new(Access),
+            user: facts.user.clone(),
+            search_path: facts.search_path.clone(),
+            time_zone: facts.time_zone.clone(),
+            statement_timeout: facts.statement_timeout,
+            require_pushdown: facts.require_pushdown,
+            cancel: ctx.cancel.clone(),
+            notices: no_notices(),
+        };
+        let prepared = self.engine.prepare(sql, param_types, sctx).await.map_err(engine_error)?;
+        Ok(Arc::new(QueryStatement { prepared, settings: facts.settings }))
+    }
+}
+
+/// CREATE/ALTER/DROP SERVER, USER MAPPING, FOREIGN TABLE; IMPORT FOREIGN SCHEMA.
+struct DdlStatement {
+    inner: Arc<Inner>,
+    ddl: Ddl,
+}
+
+#[async_trait]
+impl Statement for DdlStatement {
+    fn param_types(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        None
+    }
+
+    async fn execute(
+        &self,
+        _params: Vec<pgfed_proxy::federation::Param>,
+        ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        let scan =
+            ScanContext { cancel: ctx.cancel.clone(), deadline: None, notices: no_notices(), user: ctx.user.clone() };
+        let tag = pgfed_catalog::execute_ddl(&ctx.session, &self.inner.registry, &self.ddl, &scan)
+            .await
+            .map_err(catalog_error)?;
+        // This session sees its change at once (the watcher confirms it after commit, or puts
+        // the committed catalog back after a rollback).
+        let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
+        self.inner.install(Arc::new(snapshot));
+        Ok(Execution {
+            columns: None,
+            settings: Default::default(),
+            rows: futures_util::stream::empty().boxed(),
+            tag: CommandTag::Fixed(tag),
+        })
+    }
+}
+
+/// A query (or EXPLAIN) planned by the engine.
+struct QueryStatement {
+    prepared: Prepared,
+    settings: pgfed_encode::TextSettings,
+}
+
+fn specs(columns: &[OutputColumn]) -> Vec<ColumnSpec> {
+    columns
+        .iter()
+        .map(|c| ColumnSpec {
+            pg_type: Some(c.pg_type.clone()),
+            typmod: c.typmod,
+            table_oid: c.table_oid,
+            column_attr: c.attnum,
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Statement for QueryStatement {
+    fn param_types(&self) -> Vec<u32> {
+        self.prepared.param_types.iter().map(|t| t.oid()).collect()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        let fields: Vec<Field> = self
+            .prepared
+            .columns
+            .iter()
+            .map(|c| Field::new(c.name.clone(), c.pg_type.arrow_type(c.typmod), true))
+            .collect();
+        Some(ResultColumns { schema: Arc::new(Schema::new(fields)), specs: specs(&self.prepared.columns) })
+    }
+
+    async fn execute(
+        &self,
+        params: Vec<pgfed_proxy::federation::Param>,
+        _ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        let params: Vec<Param> = params
+            .into_iter()
+            .map(|p| match p.value {
+                None => Param::Null,
+                Some(v) if p.binary => Param::Binary(v),
+                Some(v) => Param::Text(String::from_utf8_lossy(&v).into_owned()),
+            })
+            .collect();
+        let stream = self.prepared.execute(&params).await.map_err(engine_error)?;
+        let schema = stream.schema();
+        // Output names follow the plan; types and origins follow the prepared description.
+        let columns = ResultColumns { schema, specs: specs(&self.prepared.columns) };
+        let rows = futures_util::stream::unfold(Some(stream), |state| async move {
+            let mut stream = state?;
+            match stream.next().await {
+                Some(Ok(batch)) => Some((Ok(batch), Some(stream))),
+                Some(Err(e)) => Some((Err(engine_error(e)), None)),
+                None => None,
+            }
+        })
+        .boxed();
+        Ok(Execution { columns: Some(columns), settings: self.settings.clone(), rows, tag: CommandTag::Select })
+    }
+}
