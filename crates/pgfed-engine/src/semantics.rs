@@ -1,0 +1,286 @@
+//! Where DataFusion's semantics differ from Postgres's, pgfed either makes them agree or refuses
+//! the construct (0A000, naming it). Parts of a plan that go to Postgres as SQL are evaluated by
+//! Postgres and need none of this; it applies to what DataFusion evaluates itself.
+//!
+//! | difference | rule |
+//! |---|---|
+//! | integer `+ - *` wrap around in DataFusion | rewritten to checked operations: 22003 like Postgres |
+//! | float division by zero gives inf/NaN | checked: 22012 like Postgres |
+//! | integer division / modulo by zero | DataFusion errors already: 22012 |
+//! | text ordering and comparison | byte order of UTF-8 (as `COLLATE "C"`), documented |
+//! | `now()` | the statement's start, not the transaction's, documented |
+//! | `COLLATE`, `FOR UPDATE/SHARE`, `SELECT INTO` | refused (0A000) |
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use datafusion::sql::sqlparser::ast::{self, Expr as SqlExpr, SelectItem, SetExpr, Statement, Visit, Visitor};
+
+use crate::EngineError;
+
+/// Refuses constructs whose meaning DataFusion would change.
+pub(crate) fn check_statement(statement: &Statement) -> Result<(), EngineError> {
+    if let Statement::Query(q) = statement {
+        if !q.locks.is_empty() {
+            return Err(EngineError::Unsupported("SELECT ... FOR UPDATE/SHARE".into()));
+        }
+        if let SetExpr::Select(s) = q.body.as_ref()
+            && s.into.is_some()
+        {
+            return Err(EngineError::Unsupported("SELECT INTO".into()));
+        }
+    }
+    struct Find(Option<String>);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> std::ops::ControlFlow<()> {
+            let found = match expr {
+                SqlExpr::Collate { .. } => Some("COLLATE"),
+                SqlExpr::AtTimeZone { .. } => Some("AT TIME ZONE"),
+                SqlExpr::SimilarTo { .. } => Some("SIMILAR TO"),
+                _ => None,
+            };
+            match found {
+                Some(f) => {
+                    self.0 = Some(f.into());
+                    std::ops::ControlFlow::Break(())
+                }
+                None => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut find = Find(None);
+    let _ = statement.visit(&mut find);
+    match find.0 {
+        Some(construct) => Err(EngineError::Unsupported(construct)),
+        None => Ok(()),
+    }
+}
+
+/// Plan-level checks after planning.
+pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), EngineError> {
+    match plan {
+        LogicalPlan::Dml(_) => Err(EngineError::Unsupported("writes to foreign tables through the engine".into())),
+        LogicalPlan::Ddl(_) => Err(EngineError::Unsupported("DDL inside a federated statement".into())),
+        _ => Ok(()),
+    }
+}
+
+/// Result column names as Postgres chooses them for the top-level select list: the alias, else
+/// the column or function name, else `?column?`. `None` where pgfed cannot tell (after `*`).
+pub(crate) fn postgres_names(statement: &Statement) -> Vec<Option<String>> {
+    let Statement::Query(q) = statement else { return Vec::new() };
+    let mut body = q.body.as_ref();
+    // Set operations take the names of their first branch.
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let SetExpr::Select(select) = body else { return Vec::new() };
+    let mut names = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) => names.push(Some(expr_name(e))),
+            SelectItem::ExprWithAlias { alias, .. } => names.push(Some(ident(alias))),
+            // After a wildcard positions are unknown; DataFusion's names are the column names.
+            _ => break,
+        }
+    }
+    names
+}
+
+fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+}
+
+fn expr_name(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::Identifier(i) => ident(i),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_else(|| "?column?".into()),
+        SqlExpr::Function(f) => {
+            f.name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_else(|| "?column?".into())
+        }
+        SqlExpr::Cast { expr, data_type, .. } => match expr.as_ref() {
+            SqlExpr::Value(_) => cast_type_name(data_type),
+            inner => expr_name(inner),
+        },
+        SqlExpr::Nested(inner) => expr_name(inner),
+        SqlExpr::Case { .. } => "case".into(),
+        SqlExpr::Exists { .. } => "exists".into(),
+        SqlExpr::Array(_) => "array".into(),
+        SqlExpr::Extract { .. } => "extract".into(),
+        SqlExpr::Substring { .. } => "substring".into(),
+        SqlExpr::Trim { .. } => "btrim".into(),
+        SqlExpr::Position { .. } => "position".into(),
+        SqlExpr::Interval(_) => "interval".into(),
+        SqlExpr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::UnnamedExpr(e)) => expr_name(e),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => ident(alias),
+                _ => "?column?".into(),
+            },
+            _ => "?column?".into(),
+        },
+        _ => "?column?".into(),
+    }
+}
+
+/// The name Postgres gives `'1'::int` and friends: the type's internal name.
+fn cast_type_name(t: &ast::DataType) -> String {
+    use ast::DataType as T;
+    match t {
+        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4".into(),
+        T::BigInt(_) | T::Int8(_) => "int8".into(),
+        T::SmallInt(_) | T::Int2(_) => "int2".into(),
+        T::Real | T::Float4 => "float4".into(),
+        T::Double(_) | T::DoublePrecision | T::Float8 => "float8".into(),
+        T::Boolean | T::Bool => "bool".into(),
+        T::Varchar(_) | T::CharacterVarying(_) => "varchar".into(),
+        T::Char(_) | T::Character(_) => "bpchar".into(),
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
+        T::Timestamp(_, _) => "timestamp".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Rewrites integer `+ - *` and float `/` that DataFusion will evaluate into checked versions.
+/// Runs after [`crate::local::collapse`], so SQL sent to Postgres is untouched.
+pub(crate) fn checked_arithmetic(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    let t = plan.transform_up_with_subqueries(|node| {
+        let schema = match &node {
+            LogicalPlan::Extension(_) | LogicalPlan::TableScan(_) => return Ok(Transformed::no(node)),
+            LogicalPlan::Join(_) => node.schema().clone(),
+            other => match other.inputs().as_slice() {
+                [input] => input.schema().clone(),
+                _ => return Ok(Transformed::no(node)),
+            },
+        };
+        let names = NamePreserver::new(&node);
+        let t = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_up(|e| rewrite_arith(e, &schema))?;
+            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
+        })?;
+        if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }
+    })?;
+    Ok(t.data)
+}
+
+fn rewrite_arith(e: Expr, schema: &datafusion::common::DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::BinaryExpr(b) = &e else { return Ok(Transformed::no(e)) };
+    let (lt, rt) = (b.left.get_type(schema)?, b.right.get_type(schema)?);
+    let int = |t: &DataType| matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64);
+    let float = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64);
+    let applies = lt == rt
+        && match b.op {
+            Operator::Plus | Operator::Minus | Operator::Multiply => int(&lt),
+            Operator::Divide => float(&lt),
+            _ => false,
+        };
+    if !applies {
+        return Ok(Transformed::no(e));
+    }
+    let Expr::BinaryExpr(b) = e else { return Ok(Transformed::no(e)) };
+    let udf = Arc::new(ScalarUDF::new_from_impl(PgArith::new(b.op)));
+    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![*b.left, *b.right]))))
+}
+
+/// `a op b` with Postgres's errors: overflow is 22003, float division by zero 22012.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgArith {
+    op: Operator,
+    name: String,
+    signature: Signature,
+}
+
+impl PgArith {
+    fn new(op: Operator) -> Self {
+        PgArith {
+            op,
+            name: match op {
+                Operator::Plus => "checked_add",
+                Operator::Minus => "checked_sub",
+                Operator::Multiply => "checked_mul",
+                _ => "checked_div",
+            }
+            .to_string(),
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgArith {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (l, r) = (&arrays[0], &arrays[1]);
+        let out = arith(self.op, l, r).map_err(EngineError::into_datafusion)?;
+        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) && n <= 1 {
+            return Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+fn arith(op: Operator, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef, EngineError> {
+    let overflow = || {
+        let what = match l.data_type() {
+            DataType::Int16 => "smallint out of range",
+            DataType::Int32 => "integer out of range",
+            DataType::Int64 => "bigint out of range",
+            _ => "value out of range: overflow",
+        };
+        EngineError::Data { code: "22003", message: what.into() }
+    };
+    let float = matches!(l.data_type(), DataType::Float32 | DataType::Float64);
+    let result = match op {
+        Operator::Plus => numeric::add(l, r),
+        Operator::Minus => numeric::sub(l, r),
+        Operator::Multiply => numeric::mul(l, r),
+        Operator::Divide => {
+            if float && has_zero(r) {
+                return Err(EngineError::Data { code: "22012", message: "division by zero".into() });
+            }
+            numeric::div(l, r)
+        }
+        _ => return Err(EngineError::Internal(format!("unexpected operator {op}"))),
+    };
+    result.map_err(|e| match e {
+        datafusion::arrow::error::ArrowError::DivideByZero => {
+            EngineError::Data { code: "22012", message: "division by zero".into() }
+        }
+        datafusion::arrow::error::ArrowError::ArithmeticOverflow(_) => overflow(),
+        other => EngineError::Data { code: "22000", message: other.to_string() },
+    })
+}
+
+fn has_zero(a: &ArrayRef) -> bool {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    match a.data_type() {
+        DataType::Float64 => a.as_primitive::<Float64Type>().iter().any(|v| v == Some(0.0)),
+        DataType::Float32 => a.as_primitive::<Float32Type>().iter().any(|v| v == Some(0.0)),
+        _ => false,
+    }
+}
