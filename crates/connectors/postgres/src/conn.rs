@@ -68,7 +68,7 @@ impl ServerConfig {
     }
 
     pub(crate) fn errors(&self, table: String) -> Errors {
-        Errors { source_name: self.source_name(), table, redact: Redactor(self.password.clone()) }
+        Errors { source_name: self.source_name(), table, relation: None, redact: Redactor(self.password.clone()) }
     }
 }
 
@@ -99,6 +99,9 @@ pub(crate) struct Errors {
     pub source_name: String,
     /// The remote table, for HV00R.
     pub table: String,
+    /// The remote table's bare name: a 42P01 naming it is HV00R; one naming another relation
+    /// (a remote trigger's, say) is the remote error as it is.
+    pub relation: Option<String>,
     pub redact: Redactor,
 }
 
@@ -113,7 +116,14 @@ impl Errors {
 
     pub(crate) fn remote(&self, e: &tokio_postgres::Error) -> ConnectorError {
         match e.as_db_error() {
-            Some(db) if db.code().code() == "42P01" => ConnectorError::TableNotFound(self.table.clone()),
+            Some(db)
+                if db.code().code() == "42P01"
+                    && self.relation.as_ref().is_some_and(|r| {
+                        db.message().contains(&format!("\"{r}\"")) || db.message().contains(&format!(".{r}\""))
+                    }) =>
+            {
+                ConnectorError::TableNotFound(self.table.clone())
+            }
             Some(db) => self.server_error(db.code().code(), db.message()),
             None => ConnectorError::Unreachable {
                 source_name: self.source_name.clone(),
@@ -221,7 +231,15 @@ impl RemoteConn {
 #[derive(Default)]
 pub(crate) struct Pool {
     idle: Mutex<HashMap<(ConnKey, tokio::runtime::Id), Vec<RemoteConn>>>,
+    /// Unique keys of remote tables (`import::unique_keys`), with when they were read.
+    keys: Mutex<HashMap<TableId, (Vec<String>, Instant)>>,
 }
+
+/// A remote table: whose connections, schema, name.
+type TableId = (ConnKey, String, String);
+
+/// How long a remote table's unique keys are trusted without asking again.
+const KEYS_TTL: Duration = Duration::from_secs(60);
 
 fn runtime_id() -> Option<tokio::runtime::Id> {
     tokio::runtime::Handle::try_current().ok().map(|h| h.id())
@@ -253,6 +271,19 @@ impl Pool {
                 Some(_) => continue,
                 None => return RemoteConn::connect(key, errors, cancel, deadline).await,
             }
+        }
+    }
+
+    pub(crate) fn cached_keys(&self, key: &ConnKey, schema: &str, table: &str) -> Option<Vec<String>> {
+        let keys = self.keys.lock().ok()?;
+        let (columns, at) = keys.get(&(key.clone(), schema.to_string(), table.to_string()))?;
+        (at.elapsed() < KEYS_TTL).then(|| columns.clone())
+    }
+
+    pub(crate) fn cache_keys(&self, key: &ConnKey, schema: &str, table: &str, columns: Vec<String>) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.retain(|_, (_, at)| at.elapsed() < KEYS_TTL);
+            keys.insert((key.clone(), schema.to_string(), table.to_string()), (columns, Instant::now()));
         }
     }
 

@@ -115,6 +115,39 @@ pub(crate) async fn import(
     Ok((tables, skipped))
 }
 
+// Single-column unique keys on NOT NULL columns, the primary key first: any of them identifies
+// a row for UPDATE and DELETE.
+const KEY_SQL: &str = "\
+SELECT a.attname \
+FROM pg_catalog.pg_index i \
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] \
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indnkeyatts = 1 AND i.indisunique AND i.indisvalid \
+  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attnotnull \
+ORDER BY i.indisprimary DESC, i.indexrelid";
+
+/// The remote columns that each identify a row (see `KEY_SQL`), cached in the pool for a minute.
+pub(crate) async fn unique_keys(
+    pool: &Pool,
+    key: &ConnKey,
+    schema: &str,
+    table: &str,
+    cancel: &CancellationToken,
+) -> Result<Vec<String>, ConnectorError> {
+    if let Some(columns) = pool.cached_keys(key, schema, table) {
+        return Ok(columns);
+    }
+    let errors = key.server.errors(format!("{schema}.{table}"));
+    let conn = pool.get(key, &errors, cancel, None).await?;
+    let rows =
+        watched(cancel, None, conn.client.query(KEY_SQL, &[&schema, &table])).await?.map_err(|e| errors.remote(&e))?;
+    pool.put(key.clone(), conn);
+    let columns: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    pool.cache_keys(key, schema, table, columns.clone());
+    Ok(columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,15 +17,17 @@ mod import;
 mod sql;
 mod stream;
 mod tls;
+mod write;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use pgfed_connector_sdk::{
     BatchStream, ConnectorError, ForeignTable, ImportRequest, ImportedTable, Notice, NoticeLevel, OpenRequest,
-    OptionLevel, OptionSpec, Options, Pushdown, Qual, ScanContext, ScanRequest, SortKey, Wrapper,
+    OptionLevel, OptionSpec, Options, Pushdown, Qual, ScanContext, ScanRequest, SortKey, Wrapper, WriteResult,
 };
 
 use conn::{Pool, ServerConfig, Session};
@@ -38,6 +40,10 @@ pub const BATCH_ROWS: usize = 8192;
 /// Rows per FETCH when a scan runs inside the client's transaction (postgres_fdw's
 /// `fetch_size`; its default is 100, pgfed's batches are larger).
 const DEFAULT_FETCH_SIZE: u32 = 1000;
+
+/// Rows per remote INSERT (postgres_fdw's `batch_size`, whose default is 1: one row per
+/// statement); the 65535-parameter limit caps it further.
+const DEFAULT_BATCH_SIZE: u32 = 1000;
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::required(OptionLevel::Server, "host", "remote host name, IP address or Unix socket directory"),
@@ -60,6 +66,15 @@ const OPTIONS: &[OptionSpec] = &[
         "fetch_size",
         "rows per FETCH inside a transaction (overrides the server's)",
     ),
+    OptionSpec::optional(
+        OptionLevel::Table,
+        "key",
+        "the column that identifies a row for UPDATE and DELETE (default: the remote primary key)",
+    ),
+    OptionSpec::optional(OptionLevel::Server, "updatable", "false refuses INSERT, UPDATE and DELETE (default true)"),
+    OptionSpec::optional(OptionLevel::Table, "updatable", "overrides the server's updatable"),
+    OptionSpec::optional(OptionLevel::Server, "batch_size", "rows per remote INSERT statement (default 1000)"),
+    OptionSpec::optional(OptionLevel::Table, "batch_size", "overrides the server's batch_size"),
     OptionSpec::optional(OptionLevel::Column, "column_name", "remote column name (default: the local name)"),
 ];
 
@@ -89,6 +104,8 @@ impl std::fmt::Debug for PostgresSessionWrapper {
 struct ServerSettings {
     same_collation: bool,
     fetch_size: u32,
+    batch_size: u32,
+    updatable: bool,
 }
 
 fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfig, ServerSettings), ConnectorError> {
@@ -100,6 +117,8 @@ fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfi
     let timeout = server.parse::<u64>("connect_timeout", "a whole number of seconds")?.unwrap_or(10);
     let same_collation = server.flag("same_collation")?.unwrap_or(false);
     let fetch_size = fetch_size(server)?.unwrap_or(DEFAULT_FETCH_SIZE);
+    let batch_size = batch_size(server)?.unwrap_or(DEFAULT_BATCH_SIZE);
+    let updatable = server.flag("updatable")?.unwrap_or(true);
     let config = ServerConfig {
         host: host.to_string(),
         port,
@@ -109,16 +128,42 @@ fn parse_server(server: &Options, user_mapping: &Options) -> Result<(ServerConfi
         connect_timeout: Duration::from_secs(timeout.max(1)),
         tls,
     };
-    Ok((config, ServerSettings { same_collation, fetch_size }))
+    Ok((config, ServerSettings { same_collation, fetch_size, batch_size, updatable }))
+}
+
+fn positive(options: &Options, name: &str) -> Result<Option<u32>, ConnectorError> {
+    match options.parse::<u32>(name, "a positive whole number")? {
+        Some(0) => Err(ConnectorError::InvalidOptionValue { name: name.into(), reason: "must be positive".into() }),
+        n => Ok(n),
+    }
 }
 
 fn fetch_size(options: &Options) -> Result<Option<u32>, ConnectorError> {
-    match options.parse::<u32>("fetch_size", "a positive whole number")? {
-        Some(0) => {
-            Err(ConnectorError::InvalidOptionValue { name: "fetch_size".into(), reason: "must be positive".into() })
+    positive(options, "fetch_size")
+}
+
+fn batch_size(options: &Options) -> Result<Option<u32>, ConnectorError> {
+    positive(options, "batch_size")
+}
+
+/// The table's write settings: `(updatable, batch_size, key option)`.
+fn table_write_settings(
+    request: &OpenRequest,
+    def: &TableDef,
+    settings: ServerSettings,
+) -> Result<(bool, u32, Option<String>), ConnectorError> {
+    let updatable = request.table.flag("updatable")?.unwrap_or(settings.updatable);
+    let batch_size = batch_size(&request.table)?.unwrap_or(settings.batch_size);
+    let key = match request.table.get("key") {
+        Some(name) if def.column(name).is_err() => {
+            return Err(ConnectorError::InvalidOptionValue {
+                name: "key".into(),
+                reason: "it must name a declared column".into(),
+            });
         }
-        n => Ok(n),
-    }
+        key => key.map(str::to_string),
+    };
+    Ok((updatable, batch_size, key))
 }
 
 fn table_def(request: &OpenRequest, same_collation: bool) -> Result<TableDef, ConnectorError> {
@@ -145,6 +190,11 @@ fn table_def(request: &OpenRequest, same_collation: bool) -> Result<TableDef, Co
 }
 
 /// What both wrapper types share; `session` is `None` for the shared instance.
+///
+/// Without a `key` option, the row-id column is the declared column mapped to the remote primary
+/// key (or another single-column unique key on a NOT NULL column), which takes one catalog query
+/// (cached for a minute) when the user mapping names the remote user; a session-user mapping
+/// needs `key`.
 async fn open_table(
     request: OpenRequest,
     session: Option<Arc<Session>>,
@@ -152,15 +202,43 @@ async fn open_table(
     let (server, settings) = parse_server(&request.server, &request.user_mapping)?;
     let def = table_def(&request, settings.same_collation)?;
     let fetch_size = fetch_size(&request.table)?.unwrap_or(settings.fetch_size);
+    let (updatable, batch_size, key) = table_write_settings(&request, &def, settings)?;
     let fields: Vec<Field> = request.columns.iter().map(|(f, _)| f.clone()).collect();
     let session = session.unwrap_or_else(|| Arc::new(Session::new(SHARED_POOL.clone())));
-    Ok(Arc::new(PostgresTable { server, def, schema: Arc::new(Schema::new(fields)), session, fetch_size }))
+    // A failed lookup does not fail the open: a scan reports the same failure in its place, and
+    // UPDATE or DELETE report it instead of asking for `key`.
+    let (row_id, row_id_error) = match (key, &server.user) {
+        (Some(key), _) => (Some(key), None),
+        (None, Some(user)) if updatable => {
+            let never = tokio_util::sync::CancellationToken::new();
+            match import::unique_keys(&session.pool, &server.key(user), &def.schema, &def.table, &never).await {
+                Ok(keys) => (
+                    keys.iter().find_map(|k| def.columns.iter().find(|c| &c.remote == k).map(|c| c.name.clone())),
+                    None,
+                ),
+                Err(e) => (None, Some(e)),
+            }
+        }
+        _ => (None, None),
+    };
+    Ok(Arc::new(PostgresTable {
+        server,
+        def,
+        schema: Arc::new(Schema::new(fields)),
+        session,
+        fetch_size,
+        batch_size,
+        updatable,
+        row_id,
+        row_id_error: std::sync::Mutex::new(row_id_error),
+    }))
 }
 
 fn check_request(request: &OpenRequest) -> Result<(), ConnectorError> {
     let (_, settings) = parse_server(&request.server, &request.user_mapping)?;
     fetch_size(&request.table)?;
-    table_def(request, settings.same_collation).map(drop)
+    let def = table_def(request, settings.same_collation)?;
+    table_write_settings(request, &def, settings).map(drop)
 }
 
 /// IMPORT FOREIGN SCHEMA; `ctx` gives the default remote user and takes the notices. Without
@@ -297,6 +375,12 @@ pub struct PostgresTable {
     schema: SchemaRef,
     session: Arc<Session>,
     fetch_size: u32,
+    batch_size: u32,
+    updatable: bool,
+    /// The local column that identifies a remote row (`key`, or the detected unique key).
+    row_id: Option<String>,
+    /// Why the remote key could not be looked up, for the first UPDATE or DELETE.
+    row_id_error: std::sync::Mutex<Option<ConnectorError>>,
 }
 
 impl std::fmt::Debug for PostgresTable {
@@ -308,6 +392,50 @@ impl std::fmt::Debug for PostgresTable {
 impl PostgresTable {
     fn remote_name(&self) -> String {
         format!("{}.{}", quote_ident(&self.def.schema), quote_ident(&self.def.table))
+    }
+
+    fn errors(&self) -> conn::Errors {
+        let mut errors = self.server.errors(self.remote_name());
+        errors.relation = Some(self.def.table.clone());
+        errors
+    }
+
+    /// `updatable 'false'` refuses writes, as postgres_fdw does (it uses 55000; the SDK's
+    /// closest is 0A000).
+    fn check_updatable(&self, what: &str) -> Result<(), ConnectorError> {
+        if self.updatable {
+            Ok(())
+        } else {
+            Err(ConnectorError::NotSupported(format!("{what} on {} (updatable is false)", self.remote_name())))
+        }
+    }
+
+    /// The row-id column for UPDATE and DELETE. Without one the fix is the table option `key`,
+    /// so the error names it (HV00J, "option \"key\" is required for foreign table").
+    fn row_id(&self) -> Result<&str, ConnectorError> {
+        if let Some(key) = self.row_id.as_deref() {
+            return Ok(key);
+        }
+        if let Some(e) = self.row_id_error.lock().ok().and_then(|mut e| e.take()) {
+            return Err(e);
+        }
+        Err(ConnectorError::MissingOption { name: "key".into(), level: OptionLevel::Table.as_str() })
+    }
+
+    async fn write(
+        &self,
+        statements: Vec<write::WriteStatement>,
+        returning: &[String],
+        ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
+        let empty_returning = if returning.is_empty() {
+            None
+        } else {
+            Some(returning.iter().map(|n| self.def.column(n).cloned()).collect::<Result<Vec<_>, _>>()?)
+        };
+        let key = self.server.key(&ctx.user);
+        let errors = self.errors();
+        write::run(&self.session, &key, &errors, statements, empty_returning, &ctx.cancel, ctx.deadline).await
     }
 }
 
@@ -343,8 +471,47 @@ impl ForeignTable for PostgresTable {
     async fn scan(&self, request: ScanRequest, ctx: ScanContext) -> Result<BatchStream, ConnectorError> {
         let query = self.def.build(&request)?;
         let key = self.server.key(&ctx.user);
-        let errors = self.server.errors(self.remote_name());
+        let errors = self.errors();
         stream::scan(self.session.clone(), key, errors, query, self.fetch_size, ctx).await
+    }
+
+    fn row_id_column(&self) -> Option<&str> {
+        self.row_id.as_deref()
+    }
+
+    /// Multi-row INSERTs of `batch_size` rows; only the batch's columns are sent, so remote
+    /// defaults fill the rest.
+    async fn insert(
+        &self,
+        rows: RecordBatch,
+        returning: &[String],
+        ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
+        self.check_updatable("INSERT")?;
+        let statements = self.def.insert(&rows, returning, self.batch_size as usize)?;
+        self.write(statements, returning, ctx).await
+    }
+
+    async fn update(
+        &self,
+        rows: RecordBatch,
+        returning: &[String],
+        ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
+        self.check_updatable("UPDATE")?;
+        let statement = self.def.update(self.row_id()?, &rows, returning)?;
+        self.write(vec![statement], returning, ctx).await
+    }
+
+    async fn delete(
+        &self,
+        row_ids: RecordBatch,
+        returning: &[String],
+        ctx: &ScanContext,
+    ) -> Result<WriteResult, ConnectorError> {
+        self.check_updatable("DELETE")?;
+        let statement = self.def.delete(self.row_id()?, &row_ids, returning)?;
+        self.write(vec![statement], returning, ctx).await
     }
 
     /// The remote transaction opens at the first use of each connection after this.

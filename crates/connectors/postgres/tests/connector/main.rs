@@ -3,6 +3,7 @@
 
 mod import;
 mod scan;
+mod write;
 
 use std::sync::Arc;
 

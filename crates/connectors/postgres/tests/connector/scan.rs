@@ -401,7 +401,7 @@ async fn option_errors_name_options_never_values() {
     assert_eq!(
         e.hint(),
         Some(
-            "Valid options in this context are: host, port, dbname, sslmode, connect_timeout, same_collation, fetch_size"
+            "Valid options in this context are: host, port, dbname, sslmode, connect_timeout, same_collation, fetch_size, updatable, batch_size"
         )
     );
     assert!(!texts(&e).contains(secret));
