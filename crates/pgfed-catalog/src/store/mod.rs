@@ -394,3 +394,47 @@ async fn abort_transaction(session: &dyn UpstreamSession, error: &CatalogError) 
         tracing::debug!(sqlstate = e.sqlstate(), "aborting the upstream transaction after a catalog error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bootstrap_script_splits_into_whole_statements() {
+        let statements = crate::lex::split_statements(BOOTSTRAP_SQL);
+        assert!(statements.len() > 30, "{}", statements.len());
+        let function = statements.iter().find(|s| s.contains("FUNCTION pgfed.shadow_guard")).expect("function");
+        assert!(function.trim_end().ends_with("$guard$"), "{function}");
+        assert!(statements.last().expect("last").ends_with(&format!("'{CATALOG_MARKER}'")));
+    }
+
+    fn item(action: OptionAction, name: &str, value: Option<&str>) -> OptionItem {
+        OptionItem { action, name: name.into(), value: value.map(str::to_string) }
+    }
+
+    #[test]
+    fn option_changes_follow_postgres() {
+        let current = vec![("a".to_string(), "1".to_string()), ("b".into(), "2".into())];
+        let changed = apply_option_changes(
+            current.clone(),
+            &[
+                item(OptionAction::Set, "a", Some("10")),
+                item(OptionAction::Drop, "b", None),
+                item(OptionAction::Add, "c", Some("3")),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(changed, [("a".to_string(), "10".to_string()), ("c".into(), "3".into())]);
+        let e = apply_option_changes(current.clone(), &[item(OptionAction::Add, "a", Some("x"))]).expect_err("dup");
+        assert_eq!((e.sqlstate(), e.to_string().as_str()), ("42710", "option \"a\" provided more than once"));
+        let e = apply_option_changes(current, &[item(OptionAction::Drop, "z", None)]).expect_err("missing");
+        assert_eq!((e.sqlstate(), e.to_string().as_str()), ("42704", "option \"z\" not found"));
+    }
+
+    #[test]
+    fn options_are_stored_as_json_strings() {
+        let options = vec![("k".to_string(), "it's \"q\" \\ ü".to_string())];
+        assert_eq!(options_from_json(&options_json(&options)).expect("round trip"), options);
+        assert!(options_from_json("[1]").is_err());
+    }
+}
