@@ -3,6 +3,7 @@
 //! local tables are read through a `TokioPgSession`. Each test uses its own schema.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -14,6 +15,7 @@ use pgfed_encode::PgType;
 use pgfed_engine::{CatalogAccess, Engine, EngineConfig, EngineError, EngineSession, Param, StatementContext};
 use pgfed_session::{TokioPgSession, UpstreamSession};
 use pgfed_testkit::TestPg;
+use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 /// The user mappings of these tests: the cluster's superuser, as a DBA would configure it.
@@ -236,4 +238,243 @@ async fn cross_source_join_matches_postgres_row_for_row() {
     ))
     .await;
     assert_eq!(rows, want);
+}
+
+#[tokio::test]
+async fn local_filters_and_local_joins_go_to_postgres_as_one_query() {
+    let s = "eng_local";
+    let h = orders_setup(s).await;
+    exec(&format!("CREATE TABLE {s}.regions (name text, manager text); INSERT INTO {s}.regions VALUES ('north', 'ann'), ('south', 'bob');")).await;
+    let sql = "SELECT c.name, r.manager, o.id FROM customers c JOIN regions r ON r.name = c.region \
+               JOIN orders o ON o.customer_id = c.id WHERE c.id < 10 AND o.id < 100 ORDER BY o.id";
+    let plan = h.explain(s, sql).await;
+    let local: Vec<&str> = plan.lines().filter(|l| l.contains("LocalQuery")).collect();
+    assert_eq!(local.len(), 1, "one query for both local tables: {plan}");
+    assert!(local[0].contains("JOIN") && local[0].contains("\"id\" < 10"), "{plan}");
+    let rows = h.run(s, sql).await.expect("join");
+    let want = direct(&format!(
+        "SELECT c.name, r.manager, o.id::text FROM {s}.customers c JOIN {s}.regions r ON r.name = c.region \
+         JOIN {s}.orders_remote o ON o.customer_id = c.id WHERE c.id < 10 AND o.id < 100 ORDER BY o.id"
+    ))
+    .await;
+    assert!(!want.is_empty());
+    assert_eq!(rows, want);
+}
+
+#[tokio::test]
+async fn a_join_inside_a_transaction_sees_its_uncommitted_rows() {
+    let s = "eng_tx";
+    let h = orders_setup(s).await;
+    h.upstream
+        .0
+        .batch_execute(&format!("BEGIN; INSERT INTO {s}.customers VALUES (59, 'uncommitted', 'east')"))
+        .await
+        .expect("begin");
+    let rows = h
+        .run(s, "SELECT c.name, count(o.id) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.region = 'east' GROUP BY c.name")
+        .await
+        .expect("join in transaction");
+    let want = direct(&format!("SELECT count(*)::text FROM {s}.orders_remote WHERE customer_id = 59")).await;
+    assert_eq!(rows, vec![vec!["uncommitted".to_string(), want[0][0].clone()]]);
+    // Nobody else sees the row.
+    assert!(direct(&format!("SELECT name FROM {s}.customers WHERE id = 59")).await.is_empty());
+    h.upstream.0.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+#[tokio::test]
+async fn parameters_in_text_and_binary_are_bound_and_pushed() {
+    let s = "eng_params";
+    let h = orders_setup(s).await;
+    let prepared = h
+        .session
+        .prepare(
+            "SELECT id, note FROM orders WHERE customer_id = $1 AND amount >= $2 ORDER BY id",
+            &[0, 1700],
+            h.ctx(s),
+        )
+        .await
+        .expect("prepare");
+    assert_eq!(prepared.param_types, vec![PgType::Int4, PgType::Numeric]);
+    assert_eq!(prepared.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "note"]);
+    assert_eq!((prepared.columns[0].table_oid, prepared.columns[0].attnum), (900_000, 1));
+    assert_eq!(prepared.columns[1].pg_type, PgType::Text);
+    let want = direct(&format!(
+        "SELECT id::text, coalesce(note, 'NULL') FROM {s}.orders_remote o WHERE customer_id = 8 AND amount >= 100.5 ORDER BY o.id"
+    ))
+    .await;
+    for params in [
+        vec![Param::Text("8".into()), Param::Text("100.5".into())],
+        vec![Param::Binary(8i32.to_be_bytes().to_vec().into()), Param::Text(" 100.50 ".into())],
+    ] {
+        let mut stream = prepared.execute(&params).await.expect("execute");
+        let mut rows = Vec::new();
+        while let Some(b) = stream.next().await {
+            rows.extend(text_rows(&b.expect("batch")));
+        }
+        assert_eq!(rows, want);
+        assert_eq!(stream.command_tag(), format!("SELECT {}", want.len()));
+    }
+    // A value Postgres would reject gets Postgres's own error.
+    let e = prepared.execute(&[Param::Text("x".into()), Param::Null]).await.expect_err("bad int");
+    assert_eq!(e.sqlstate(), "22P02");
+    assert!(e.upstream_frame().is_some());
+}
+
+#[tokio::test]
+async fn missing_tables_and_privileges_give_postgres_errors() {
+    let s = "eng_errors";
+    let h = orders_setup(s).await;
+    let e = h.run(s, "SELECT * FROM no_such_table JOIN orders ON true").await.expect_err("missing");
+    assert_eq!(e.sqlstate(), "42P01");
+    assert!(e.upstream_frame().is_some(), "Postgres's own error frame: {e}");
+    assert!(e.to_string().contains("no_such_table"), "{e}");
+}
+
+#[tokio::test]
+async fn unsupported_constructs_fail_with_0a000_naming_them() {
+    let s = "eng_unsupported";
+    let h = orders_setup(s).await;
+    for (sql, name) in [
+        ("SELECT * FROM orders FOR UPDATE", "FOR UPDATE"),
+        ("SELECT note COLLATE \"C\" FROM orders", "COLLATE"),
+        ("DELETE FROM orders", "DELETE"),
+    ] {
+        let e = h.run(s, sql).await.expect_err(sql);
+        assert_eq!(e.sqlstate(), "0A000", "{sql}: {e}");
+        assert!(e.to_string().contains(name), "{sql}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn require_pushdown_refuses_a_full_remote_scan_and_names_the_table() {
+    let s = "eng_require";
+    let h = orders_setup(s).await;
+    let mut ctx = h.ctx(s);
+    ctx.require_pushdown = true;
+    let e = h.run_with("SELECT count(*) FROM orders", &[], ctx.clone()).await.expect_err("full scan");
+    assert_eq!(e.sqlstate(), "0A000");
+    assert!(e.to_string().contains("eng_require.orders"), "{e}");
+    let rows = h.run_with("SELECT count(*) FROM orders WHERE id <= 10", &[], ctx.clone()).await.expect("filtered");
+    assert_eq!(rows, vec![vec!["10".to_string()]]);
+    let rows = h.run_with("SELECT id FROM orders LIMIT 3", &[], ctx).await.expect("limited");
+    assert_eq!(rows.len(), 3);
+}
+
+#[tokio::test]
+async fn statement_timeout_and_cancel_stop_the_plan() {
+    let s = "eng_cancel";
+    exec(&format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+         CREATE VIEW {s}.slow_remote AS SELECT g::bigint AS id FROM generate_series(1, 5) g, pg_sleep(0.2) s;
+         CREATE TABLE {s}.small (id bigint); INSERT INTO {s}.small VALUES (1);"
+    ))
+    .await;
+    let h = Harness::new(s, snapshot(vec![(s, "slow", "slow_remote", vec![column("id", 1, PgType::Int8, -1)])])).await;
+    let mut ctx = h.ctx(s);
+    ctx.statement_timeout = Some(Duration::from_millis(50));
+    let start = Instant::now();
+    let e = h.run_with("SELECT * FROM slow JOIN small USING (id)", &[], ctx).await.expect_err("timeout");
+    assert_eq!((e.sqlstate(), e.to_string().as_str()), ("57014", "canceling statement due to statement timeout"));
+    assert!(start.elapsed() < Duration::from_millis(180), "stopped early: {:?}", start.elapsed());
+
+    let ctx = h.ctx(s);
+    let token = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel();
+    });
+    let e = h.run_with("SELECT * FROM slow", &[], ctx).await.expect_err("cancel");
+    assert_eq!((e.sqlstate(), e.to_string().as_str()), ("57014", "canceling statement due to user request"));
+}
+
+#[tokio::test]
+async fn integer_overflow_and_division_by_zero_fail_as_in_postgres() {
+    let s = "eng_arith";
+    let h = orders_setup(s).await;
+    let e = h.run(s, "SELECT id * 9223372036854775807 FROM orders WHERE id = 2").await.expect_err("overflow");
+    assert_eq!((e.sqlstate(), e.to_string().as_str()), ("22003", "bigint out of range"));
+    let e = h.run(s, "SELECT 1.0::float8 / (id - 2)::float8 FROM orders WHERE id = 2").await.expect_err("div0");
+    assert_eq!(e.sqlstate(), "22012");
+    let e = h.run(s, "SELECT id / (id - 2) FROM orders WHERE id = 2").await.expect_err("int div0");
+    assert_eq!(e.sqlstate(), "22012");
+}
+
+#[tokio::test]
+async fn explain_analyze_shows_rows_per_source() {
+    let s = "eng_analyze";
+    let h = orders_setup(s).await;
+    let rows = h
+        .run(s, "EXPLAIN ANALYZE SELECT c.name FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.id <= 20")
+        .await
+        .expect("explain analyze");
+    let text = rows.into_iter().map(|r| r.join("")).collect::<Vec<_>>().join("\n");
+    let scan = text.lines().find(|l| l.contains("ForeignScan")).expect("foreign scan line");
+    assert!(scan.contains("output_rows=20") && scan.contains("source_bytes="), "{text}");
+    assert!(text.lines().any(|l| l.contains("LocalQuery") && l.contains("output_rows=")), "{text}");
+    assert!(text.contains("Execution Time:"), "{text}");
+    assert!(!text.contains("password"), "{text}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random text and numbers in quals come back exactly: no injection, no escaping error.
+    #[test]
+    fn random_values_round_trip_through_pushdown(text in "\\PC{0,12}", n in any::<i64>(), f in -1.0e9f64..1.0e9) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let s = "eng_prop";
+            exec(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.vals_remote (t text, n bigint, f float8);"
+            ))
+            .await;
+            let client = TestPg::from_env().superuser().await;
+            let marker = format!("{}", rand_marker());
+            client
+                .execute(&format!("INSERT INTO {s}.vals_remote VALUES ($1 || $2, $3, $4)"), &[&marker, &text, &n, &f])
+                .await
+                .expect("insert");
+            let h = Harness::new(s, snapshot(vec![(s, "vals", "vals_remote", vec![
+                column("t", 1, PgType::Text, -1),
+                column("n", 2, PgType::Int8, -1),
+                column("f", 3, PgType::Float8, -1),
+            ])]))
+            .await;
+            let full = format!("{marker}{text}");
+            let prepared = h
+                .session
+                .prepare("SELECT t, n, f FROM vals WHERE t = $1 AND n = $2 AND f = $3", &[25, 20, 701], h.ctx(s))
+                .await
+                .expect("prepare");
+            let mut stream = prepared
+                .execute(&[
+                    Param::Text(full.clone()),
+                    Param::Binary(n.to_be_bytes().to_vec().into()),
+                    Param::Binary(f.to_be_bytes().to_vec().into()),
+                ])
+                .await
+                .expect("execute");
+            let mut count = 0;
+            while let Some(b) = stream.next().await {
+                let b = b.expect("batch");
+                count += b.num_rows();
+                let t = b.column(0).as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("text");
+                assert_eq!(t.value(0), full);
+            }
+            assert_eq!(count, 1);
+            // The same value written into the SQL text, as a literal the client typed.
+            let literal = format!("SELECT t FROM vals WHERE t = '{}'", full.replace('\'', "''"));
+            let plan = h.explain(s, &literal).await;
+            assert!(plan.contains("ForeignScan") && !plan.contains("FilterExec"), "{plan}");
+            assert_eq!(h.run(s, &literal).await.expect("literal").len(), 1);
+        });
+    }
+}
+
+fn rand_marker() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    nanos ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
