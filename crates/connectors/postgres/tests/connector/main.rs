@@ -4,6 +4,7 @@
 mod import;
 mod scan;
 mod write;
+mod xact;
 
 use std::sync::Arc;
 
