@@ -120,6 +120,7 @@ impl Engine {
         EngineSession {
             engine: self.clone(),
             wrappers: SessionWrappers { instances: Mutex::default(), shared: self.wrappers.clone() },
+            collation: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -128,6 +129,8 @@ impl Engine {
 pub struct EngineSession {
     engine: Arc<Engine>,
     wrappers: SessionWrappers,
+    /// The database's default collation, read once per session (it cannot change).
+    collation: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for EngineSession {
@@ -167,6 +170,20 @@ impl EngineSession {
         param_type_oids: &[u32],
         ctx: StatementContext,
     ) -> Result<Prepared, EngineError> {
-        planner::prepare(&self.engine.base, &self.wrappers, sql, param_type_oids, ctx).await
+        let collation = self
+            .collation
+            .get_or_try_init(|| async {
+                let rows = ctx
+                    .session
+                    .query_text(
+                        "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
+                        &[],
+                    )
+                    .await?;
+                Ok::<_, EngineError>(rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default())
+            })
+            .await?
+            .clone();
+        planner::prepare(&self.engine.base, &self.wrappers, sql, param_type_oids, ctx, collation).await
     }
 }

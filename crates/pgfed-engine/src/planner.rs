@@ -65,6 +65,7 @@ pub struct Prepared {
     runtime: Arc<Runtime>,
     ctx: StatementContext,
     tz: String,
+    collation: String,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -214,6 +215,7 @@ pub(crate) async fn prepare(
     sql: &str,
     param_type_oids: &[u32],
     ctx: StatementContext,
+    collation: String,
 ) -> Result<Prepared, EngineError> {
     let (kind, statement) = classify(sql)?;
     semantics::check_statement(&statement)?;
@@ -272,7 +274,7 @@ pub(crate) async fn prepare(
             vec![OutputColumn { name: "QUERY PLAN".into(), pg_type: PgType::Text, typmod: -1, table_oid: 0, attnum: 0 }]
         }
     };
-    Ok(Prepared { param_types, columns, kind, plan, planned_param_types, state, runtime, ctx, tz })
+    Ok(Prepared { param_types, columns, kind, plan, planned_param_types, state, runtime, ctx, tz, collation })
 }
 
 impl Prepared {
@@ -289,17 +291,22 @@ impl Prepared {
         } else {
             self.plan.clone().with_param_values(ParamValues::from(values))?
         };
-        let optimized = self.state.optimize(&plan)?;
+        // now() and friends are this execution's start.
+        let mut state = self.state.clone();
+        state.execution_props_mut().start_execution();
+        let state = state;
+        let optimized = state.optimize(&plan)?;
         let collapsed = collapse(optimized, &self.runtime)?;
+        semantics::check_text_order(&collapsed, &self.collation)?;
         let collapsed = semantics::checked_arithmetic(collapsed)?;
         let physical = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(LocalPlanner)])
-            .create_physical_plan(&collapsed, &self.state)
+            .create_physical_plan(&collapsed, &state)
             .await?;
         match self.kind {
             Kind::Query => {
                 let schema = output_schema(&physical.schema(), &self.columns);
                 let out = schema.clone();
-                let batches = execute_stream(physical, self.state.task_ctx())?
+                let batches = execute_stream(physical, state.task_ctx())?
                     .map(move |b| {
                         let b = b.map_err(EngineError::from)?;
                         RecordBatch::try_new(out.clone(), b.columns().to_vec())
@@ -310,7 +317,7 @@ impl Prepared {
             }
             Kind::Explain { analyze, verbose } => {
                 let schema = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
-                let lines = explain(physical, &collapsed, analyze, verbose, &self.state, started).await;
+                let lines = explain(physical, &collapsed, analyze, verbose, &state, started).await;
                 let out = schema.clone();
                 let batches = futures::stream::once(async move {
                     let lines = lines?;

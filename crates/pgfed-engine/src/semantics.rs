@@ -67,6 +67,81 @@ pub(crate) fn check_statement(statement: &Statement) -> Result<(), EngineError> 
     }
 }
 
+/// Collations under which Postgres orders text as DataFusion does (by bytes of UTF-8, which is
+/// code point order).
+pub(crate) fn collation_is_bytewise(collation: &str) -> bool {
+    matches!(collation, "C" | "POSIX" | "C.UTF-8" | "C.utf8" | "ucs_basic")
+}
+
+/// Refuses text ordering that DataFusion would evaluate (ORDER BY, window ORDER BY, `<`/`>`,
+/// min/max on text) when the database's collation is not byte order: the answer would differ
+/// from Postgres's. Subtrees sent to Postgres ([`crate::local::LocalQuery`]) are not inspected.
+pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<(), EngineError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    if collation_is_bytewise(collation) {
+        return Ok(());
+    }
+    let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let mut found: Option<&'static str> = None;
+    plan.apply_with_subqueries(|node| {
+        let schema = match node {
+            LogicalPlan::Extension(_) | LogicalPlan::TableScan(_) => return Ok(TreeNodeRecursion::Jump),
+            LogicalPlan::Join(_) => node.schema().clone(),
+            other => match other.inputs().as_slice() {
+                [input] => input.schema().clone(),
+                _ => return Ok(TreeNodeRecursion::Continue),
+            },
+        };
+        if let LogicalPlan::Sort(sort) = node
+            && sort.expr.iter().any(|e| e.expr.get_type(&schema).is_ok_and(|t| is_text(&t)))
+        {
+            found = Some("ORDER BY on a text value");
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        for e in node.expressions() {
+            e.apply(|e| {
+                let hit = match e {
+                    Expr::BinaryExpr(b)
+                        if matches!(b.op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq) =>
+                    {
+                        b.left.get_type(&schema).is_ok_and(|t| is_text(&t)).then_some("comparing text with < or >")
+                    }
+                    Expr::AggregateFunction(a) if matches!(a.func.name(), "min" | "max") => a
+                        .params
+                        .args
+                        .first()
+                        .and_then(|x| x.get_type(&schema).ok())
+                        .is_some_and(|t| is_text(&t))
+                        .then_some("min/max of text"),
+                    Expr::WindowFunction(w) => w
+                        .params
+                        .order_by
+                        .iter()
+                        .any(|o| o.expr.get_type(&schema).is_ok_and(|t| is_text(&t)))
+                        .then_some("window ORDER BY on a text value"),
+                    _ => None,
+                };
+                if hit.is_some() {
+                    found = hit;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+            if found.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(EngineError::from)?;
+    match found {
+        Some(what) => Err(EngineError::Unsupported(format!(
+            "{what} across sources under collation \"{collation}\" (pgfed orders text by bytes, as COLLATE \"C\")"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Plan-level checks after planning.
 pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), EngineError> {
     match plan {
@@ -282,5 +357,46 @@ fn has_zero(a: &ArrayRef) -> bool {
         DataType::Float64 => a.as_primitive::<Float64Type>().iter().any(|v| v == Some(0.0)),
         DataType::Float32 => a.as_primitive::<Float32Type>().iter().any(|v| v == Some(0.0)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::logical_expr::{LogicalPlanBuilder, col, lit, table_scan};
+
+    fn plan() -> LogicalPlanBuilder {
+        let schema =
+            Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]);
+        table_scan(Some("t"), &schema, None).expect("scan")
+    }
+
+    #[test]
+    fn text_ordering_is_refused_only_under_a_non_bytewise_collation() {
+        let sorted = plan().sort(vec![col("name").sort(true, false)]).expect("sort").build().expect("plan");
+        let e = check_text_order(&sorted, "en_US.UTF-8").expect_err("text order");
+        assert_eq!(e.sqlstate(), "0A000");
+        assert!(e.to_string().contains("ORDER BY on a text value"), "{e}");
+        check_text_order(&sorted, "C.UTF-8").expect("byte order is Postgres's order");
+        let by_id = plan().sort(vec![col("id").sort(true, false)]).expect("sort").build().expect("plan");
+        check_text_order(&by_id, "en_US.UTF-8").expect("no text ordering");
+        let cmp = plan().filter(col("name").gt(lit("m"))).expect("filter").build().expect("plan");
+        assert!(check_text_order(&cmp, "de_DE.UTF-8").is_err());
+        let eq = plan().filter(col("name").eq(lit("m"))).expect("filter").build().expect("plan");
+        check_text_order(&eq, "de_DE.UTF-8").expect("equality does not depend on a deterministic collation");
+    }
+
+    #[test]
+    fn result_names_follow_postgres() {
+        let stmt = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            "SELECT id, count(*), 1, x AS \"Y\", t.Name, '1'::int, CASE WHEN true THEN 1 END FROM t",
+        )
+        .expect("parse")
+        .remove(0);
+        let names: Vec<Option<String>> = postgres_names(&stmt);
+        let want = ["id", "count", "?column?", "Y", "name", "int4", "case"];
+        assert_eq!(names, want.iter().map(|n| Some(n.to_string())).collect::<Vec<_>>());
     }
 }

@@ -478,3 +478,64 @@ fn rand_marker() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     nanos ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// The query run directly in Postgres with the session settings given, every value in
+/// Postgres's text output.
+async fn direct_text(settings: &str, sql: &str) -> Vec<Vec<String>> {
+    let client = TestPg::from_env().superuser().await;
+    client.batch_execute(settings).await.expect("settings");
+    client
+        .simple_query(sql)
+        .await
+        .expect("direct query")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn postgres_sql_as_clients_write_it_gives_postgres_answers() {
+    let s = "eng_sql";
+    exec(&format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+         CREATE TABLE {s}.events_remote (id int, ts timestamptz, kind text, amount numeric(8,2), note text);
+         INSERT INTO {s}.events_remote SELECT g, timestamptz '2024-03-30 20:00:00+00' + g * interval '37 minutes',
+             (ARRAY['alpha','Beta','gamma'])[1 + g % 3], (g * 13 % 50) / 2.0, CASE WHEN g % 4 = 0 THEN NULL ELSE 'n' || g END
+             FROM generate_series(1, 200) g;"
+    ))
+    .await;
+    let columns = vec![
+        column("id", 1, PgType::Int4, -1),
+        column("ts", 2, PgType::Timestamptz, -1),
+        column("kind", 3, PgType::Text, -1),
+        column("amount", 4, PgType::Numeric, PgType::numeric_typmod(8, 2)),
+        column("note", 5, PgType::Text, -1),
+    ];
+    let h = Harness::new(s, snapshot(vec![(s, "events", "events_remote", columns)])).await;
+    let mut ctx = h.ctx(s);
+    ctx.time_zone = "Europe/Berlin".into();
+    let settings = format!("SET TimeZone = 'Europe/Berlin'; SET search_path = {s}");
+    for sql in [
+        "SELECT kind, count(*) FILTER (WHERE amount > 10), sum(amount) FROM events GROUP BY kind ORDER BY kind",
+        "SELECT DISTINCT ON (kind) kind, id FROM events ORDER BY kind, id DESC",
+        "WITH big AS (SELECT * FROM events WHERE amount > 5) SELECT count(*), max(id) FROM big",
+        "SELECT id, row_number() OVER (PARTITION BY kind ORDER BY id DESC) AS rn FROM events WHERE id < 20 ORDER BY id",
+        "SELECT id, CASE WHEN amount > 10 THEN 'big' ELSE 'small' END, coalesce(note, '-') FROM events \
+         WHERE kind ILIKE 'b%' AND id::text LIKE '1%' ORDER BY id",
+        "SELECT count(*) FROM events WHERE ts >= timestamptz '2024-03-31 00:00:00+02' + interval '1 day' AND ts < now()",
+        "SELECT extract(day FROM date_trunc('day', ts))::int AS d, count(*) FROM events GROUP BY 1 ORDER BY 1",
+        "SELECT id::text || '-' || kind, amount * 2, id % 7 FROM events WHERE id BETWEEN 10 AND 14 ORDER BY id",
+        "SELECT kind, count(DISTINCT note) FROM events WHERE note IS NOT NULL AND id NOT IN (1, 2, 3) GROUP BY kind ORDER BY 1",
+    ] {
+        let rows = h.run_with(sql, &[], ctx.clone()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let sql_remote = sql.replace("FROM events", "FROM events_remote");
+        let want = direct_text(&settings, &sql_remote).await;
+        assert!(!want.is_empty(), "{sql}");
+        assert_eq!(rows, want, "{sql}");
+    }
+}
