@@ -200,7 +200,12 @@ impl RemoteConn {
             config.password(password);
         }
         let (client, task) =
-            watched(cancel, deadline, tls::connect(&config, &server.tls)).await?.map_err(|e| errors.connect(&e))?;
+            watched(cancel, deadline, tls::connect(&config, &server.tls)).await?.map_err(|e| match e {
+                tls::ConnectError::Postgres(e) => errors.connect(&e),
+                tls::ConnectError::Setup(reason) => {
+                    ConnectorError::Unreachable { source_name: errors.source_name.clone(), reason }
+                }
+            })?;
         Ok(RemoteConn { client, task, tls: server.tls.clone(), idle_since: Instant::now(), reused: false })
     }
 

@@ -49,7 +49,16 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::required(OptionLevel::Server, "host", "remote host name, IP address or Unix socket directory"),
     OptionSpec::optional(OptionLevel::Server, "port", "remote port (default 5432)"),
     OptionSpec::optional(OptionLevel::Server, "dbname", "remote database (default: the user name)"),
-    OptionSpec::optional(OptionLevel::Server, "sslmode", "disable (the default; TLS is not implemented yet)"),
+    OptionSpec::optional(
+        OptionLevel::Server,
+        "sslmode",
+        "disable (the default), prefer, require, verify-ca or verify-full, as libpq reads them",
+    ),
+    OptionSpec::optional(
+        OptionLevel::Server,
+        "sslrootcert",
+        "PEM file of trusted root certificates for verify-ca/verify-full (default, or 'system': the system's)",
+    ),
     OptionSpec::optional(OptionLevel::Server, "connect_timeout", "seconds to wait for a connection (default 10)"),
     OptionSpec::optional(
         OptionLevel::Server,

@@ -3,6 +3,7 @@
 
 mod import;
 mod scan;
+mod tls;
 mod write;
 mod xact;
 

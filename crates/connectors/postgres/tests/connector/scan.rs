@@ -401,7 +401,7 @@ async fn option_errors_name_options_never_values() {
     assert_eq!(
         e.hint(),
         Some(
-            "Valid options in this context are: host, port, dbname, sslmode, connect_timeout, same_collation, fetch_size, updatable, batch_size"
+            "Valid options in this context are: host, port, dbname, sslmode, sslrootcert, connect_timeout, same_collation, fetch_size, updatable, batch_size"
         )
     );
     assert!(!texts(&e).contains(secret));
@@ -420,7 +420,7 @@ async fn option_errors_name_options_never_values() {
         ("HV00J", "option \"table_name\" is required for foreign table")
     );
 
-    for (name, value) in [("sslmode", "require"), ("port", "nope"), ("same_collation", "maybe")] {
+    for (name, value) in [("sslmode", "verify-everything"), ("port", "nope"), ("same_collation", "maybe")] {
         let mut bad = Setup::new("x", vec![]);
         bad.server.retain(|(k, _)| k != name);
         bad.server.push((name.into(), value.into()));
