@@ -381,6 +381,8 @@ impl ExecutionPlan for LocalQueryExec {
     fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let bytes = MetricBuilder::new(&self.metrics).counter("source_bytes", partition);
+        let time = MetricBuilder::new(&self.metrics).subset_time("source_time", partition);
+        let mut last = std::time::Instant::now();
         let session = self.runtime.session.clone();
         let sql = self.sql.clone();
         let schema = self.schema.clone();
@@ -395,6 +397,10 @@ impl ExecutionPlan for LocalQueryExec {
             let b = b.map_err(EngineError::into_datafusion)?;
             rows.add(b.num_rows());
             bytes.add(b.get_array_memory_size());
+            // Wall time between batches: Postgres's time plus the consumer's, an upper bound.
+            let now = std::time::Instant::now();
+            time.add_duration(now - last);
+            last = now;
             Ok(b)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

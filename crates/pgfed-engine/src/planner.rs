@@ -245,6 +245,7 @@ pub(crate) async fn prepare(
     let plan = SqlToRel::new_with_options(&provider, parser_options(&state))
         .sql_statement_to_plan_with_context(statement, &mut planner_context)?;
     semantics::check_plan(&plan)?;
+    let plan = semantics::postgres_sums(plan)?;
 
     // Parameters: the client's declared type, else DataFusion's inference, else text.
     let inferred = plan.get_parameter_fields()?;

@@ -142,6 +142,40 @@ pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<()
     }
 }
 
+/// `sum(bigint)` is numeric in Postgres and never overflows; DataFusion's is a wrapping Int64.
+/// Rewrites it (before type coercion) to `sum(CAST(x AS DECIMAL(38, 0)))` under the same name,
+/// which gives Postgres's type and exact values.
+pub(crate) fn postgres_sums(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    let t = plan.transform_up_with_subqueries(|node| {
+        let LogicalPlan::Aggregate(agg) = &node else {
+            return Ok(Transformed::yes(node.recompute_schema()?));
+        };
+        let schema = agg.input.schema().clone();
+        let names = NamePreserver::new(&node);
+        let t = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_up(|e| match e {
+                Expr::AggregateFunction(mut a)
+                    if a.func.name() == "sum"
+                        && a.params.args.len() == 1
+                        && a.params.args[0].get_type(&schema).is_ok_and(|t| t == DataType::Int64) =>
+                {
+                    let arg = a.params.args.remove(0);
+                    a.params.args.push(Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(arg),
+                        DataType::Decimal128(38, 0),
+                    )));
+                    Ok(Transformed::yes(Expr::AggregateFunction(a)))
+                }
+                other => Ok(Transformed::no(other)),
+            })?;
+            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
+        })?;
+        Ok(Transformed::yes(t.data.recompute_schema()?))
+    })?;
+    Ok(t.data)
+}
+
 /// Plan-level checks after planning.
 pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), EngineError> {
     match plan {

@@ -530,6 +530,7 @@ async fn postgres_sql_as_clients_write_it_gives_postgres_answers() {
         "SELECT count(*) FROM events WHERE ts >= timestamptz '2024-03-31 00:00:00+02' + interval '1 day' AND ts < now()",
         "SELECT extract(day FROM date_trunc('day', ts))::int AS d, count(*) FROM events GROUP BY 1 ORDER BY 1",
         "SELECT id::text || '-' || kind, amount * 2, id % 7 FROM events WHERE id BETWEEN 10 AND 14 ORDER BY id",
+        "SELECT kind, sum((id % 10 + 1)::int8 * 922337203685477580) FROM events GROUP BY kind ORDER BY kind",
         "SELECT kind, count(DISTINCT note) FROM events WHERE note IS NOT NULL AND id NOT IN (1, 2, 3) GROUP BY kind ORDER BY 1",
     ] {
         let rows = h.run_with(sql, &[], ctx.clone()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
