@@ -336,7 +336,7 @@ struct Xact {
 pub(crate) enum Lease {
     /// Outside a transaction: this connection is the caller's alone; give it back with
     /// [`Session::release`] when idle, or kill it.
-    Own(RemoteConn),
+    Own(Box<RemoteConn>),
     /// Inside the client's transaction: lock it per request (never across a wait for the
     /// consumer, so two scans on it cannot deadlock); the remote transaction is open.
     Pinned(Pinned),
@@ -357,7 +357,7 @@ impl Session {
         let mut xact = self.xact.lock().await;
         if !xact.active {
             drop(xact);
-            return Ok(Lease::Own(self.pool.get(key, errors, cancel, deadline).await?));
+            return Ok(Lease::Own(Box::new(self.pool.get(key, errors, cancel, deadline).await?)));
         }
         let pinned = xact.pinned.entry(key.clone()).or_default().clone();
         let mut slot = pinned.lock().await;

@@ -90,7 +90,7 @@ pub(crate) async fn scan(
 ) -> Result<BatchStream, ConnectorError> {
     let (cancel, deadline) = (ctx.cancel.clone(), ctx.deadline);
     match session.lease(&key, &errors, &cancel, deadline).await? {
-        Lease::Own(conn) => streamed(session, key, conn, errors, query, cancel, deadline).await,
+        Lease::Own(conn) => streamed(session, key, *conn, errors, query, cancel, deadline).await,
         Lease::Pinned(pinned) => cursor(pinned, errors, query, fetch_size, cancel, deadline).await,
     }
 }

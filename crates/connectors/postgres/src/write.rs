@@ -444,7 +444,7 @@ pub(crate) async fn run(
     deadline: Option<Instant>,
 ) -> Result<WriteResult, ConnectorError> {
     let mut result = match session.lease(key, errors, cancel, deadline).await? {
-        Lease::Own(conn) => run_own(session, key, conn, errors, &statements, cancel, deadline).await?,
+        Lease::Own(conn) => run_own(session, key, *conn, errors, &statements, cancel, deadline).await?,
         Lease::Pinned(pinned) => {
             let slot = pinned.lock().await;
             let x = slot.as_ref().ok_or_else(|| ConnectorError::Internal("the remote transaction ended".into()))?;
