@@ -320,7 +320,7 @@ impl Wrapper for PostgresWrapper {
         check_request(request)
     }
 
-    /// Validates the options; does not contact the server (the scan connects).
+    /// Validates the options; contacts the server only to find the row-id column (`open_table`).
     async fn open(&self, request: OpenRequest) -> Result<Arc<dyn ForeignTable>, ConnectorError> {
         open_table(request, None).await
     }
