@@ -105,6 +105,9 @@ impl Engine {
             // Connectors and the encoder speak Utf8.
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.parquet.schema_force_view_types = false;
+            // The merge phase of a spilling sort reserves this up front (10 MB by default): keep
+            // it a fraction of the pool so small limits still spill rather than fail.
+            o.execution.sort_spill_reservation_bytes = (config.memory_limit / 8).min(10 << 20);
         }
         let base = SessionStateBuilder::new()
             .with_config(session_config)

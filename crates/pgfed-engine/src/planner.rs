@@ -294,7 +294,8 @@ impl Prepared {
         };
         // now() and friends are this execution's start.
         let mut state = self.state.clone();
-        state.execution_props_mut().start_execution();
+        let options = state.config_options().clone();
+        state.execution_props_mut().mark_start_execution(options);
         let state = state;
         let optimized = state.optimize(&plan)?;
         let collapsed = collapse(optimized, &self.runtime)?;

@@ -540,3 +540,44 @@ async fn postgres_sql_as_clients_write_it_gives_postgres_answers() {
         assert_eq!(rows, want, "{sql}");
     }
 }
+
+#[tokio::test]
+async fn big_sorts_spill_under_the_memory_limit_and_stay_correct() {
+    let s = "eng_spill";
+    exec(&format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+         CREATE TABLE {s}.big_remote AS SELECT g::bigint AS id, md5(g::text) AS pad FROM generate_series(1, 200000) g;"
+    ))
+    .await;
+    let spill = std::env::temp_dir().join(format!("pgfed-engine-spill-{}", std::process::id()));
+    std::fs::create_dir_all(&spill).expect("spill dir");
+    let config =
+        EngineConfig { memory_limit: 4 << 20, spill_dir: Some(spill.clone()), batch_size: 4096, target_partitions: 1 };
+    let wrappers: Vec<Arc<dyn Wrapper>> = vec![Arc::new(PostgresWrapper)];
+    let engine = Arc::new(Engine::new(config, wrappers).expect("engine"));
+    let mut h = Harness::new(
+        s,
+        snapshot(vec![(
+            s,
+            "big",
+            "big_remote",
+            vec![column("id", 1, PgType::Int8, -1), column("pad", 2, PgType::Text, -1)],
+        )]),
+    )
+    .await;
+    h.session = engine.session();
+    let sql = "SELECT id, pad FROM big ORDER BY id % 1000, id DESC";
+    let rows = h.run(s, sql).await.expect("sorted");
+    assert_eq!(rows.len(), 200_000);
+    let want =
+        direct(&format!("SELECT b.id::text, pad FROM {s}.big_remote b ORDER BY b.id % 1000, b.id DESC LIMIT 3")).await;
+    assert_eq!(&rows[..3], &want[..]);
+    let last =
+        direct(&format!("SELECT b.id::text, pad FROM {s}.big_remote b ORDER BY b.id % 1000 DESC, b.id LIMIT 1")).await;
+    assert_eq!(rows.last(), last.first());
+    let analyzed = h.run(s, &format!("EXPLAIN ANALYZE {sql}")).await.expect("analyze");
+    let text = analyzed.into_iter().map(|r| r.join("")).collect::<Vec<_>>().join("\n");
+    let sort = text.lines().find(|l| l.contains("SortExec")).expect("sort line");
+    assert!(!sort.contains("spill_count=0"), "the sort spilled: {sort}");
+    let _ = std::fs::remove_dir_all(&spill);
+}
