@@ -27,6 +27,8 @@ use pgfed_encode::PgType;
 
 use crate::context::{Runtime, StatementContext};
 use crate::foreign::ForeignProvider;
+use tokio_util::sync::CancellationToken;
+
 use crate::local::{LocalPlanner, LocalProvider, collapse};
 use crate::params::{Param, bind};
 use crate::resolve::{plan_type, resolve};
@@ -231,6 +233,17 @@ pub(crate) async fn prepare(
     let tables = providers.iter().map(|(r, p)| (r.clone(), provider_as_source(p.clone()))).collect();
     let provider = Provider { state: &state, tables };
 
+    // LIMIT $n and OFFSET $n are int8 in Postgres unless the client says otherwise.
+    let mut param_type_oids = param_type_oids.to_vec();
+    for n in semantics::count_placeholders(&statement) {
+        if param_type_oids.len() < n {
+            param_type_oids.resize(n, 0);
+        }
+        if param_type_oids[n - 1] == 0 {
+            param_type_oids[n - 1] = PgType::Int8.oid();
+        }
+    }
+    let param_type_oids = param_type_oids.as_slice();
     let mut declared: Vec<Option<FieldRef>> = Vec::new();
     for (i, oid) in param_type_oids.iter().enumerate() {
         if *oid == 0 {
@@ -282,8 +295,19 @@ impl Prepared {
     /// Runs the statement with Bind's parameter values. Rows stream as the plan produces them;
     /// `statement_timeout` counts from here.
     pub async fn execute(&self, params: &[Param]) -> Result<ResultStream, EngineError> {
+        self.execute_with(params, &self.ctx.cancel.clone()).await
+    }
+
+    /// [`Prepared::execute`] under `cancel` rather than the token the statement was prepared
+    /// with: a statement prepared in one protocol exchange (Parse) runs in a later one (Execute),
+    /// whose cancel requests must reach it.
+    pub async fn execute_with(
+        &self,
+        params: &[Param],
+        cancel: &CancellationToken,
+    ) -> Result<ResultStream, EngineError> {
         let started = Instant::now();
-        let token = self.runtime.start(&self.ctx.cancel, self.ctx.statement_timeout);
+        let token = self.runtime.start(cancel, self.ctx.statement_timeout);
         let deadline = self.ctx.statement_timeout.map(|t| started + t);
         let values =
             bind(params, &self.param_types, &self.planned_param_types, &self.tz, self.ctx.session.as_ref()).await?;
@@ -315,7 +339,7 @@ impl Prepared {
                             .map_err(|e| EngineError::Internal(e.to_string()))
                     })
                     .boxed();
-                Ok(ResultStream::new(schema, batches, self.ctx.cancel.clone(), token, deadline, "SELECT"))
+                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, "SELECT"))
             }
             Kind::Explain { analyze, verbose } => {
                 let schema = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
@@ -327,7 +351,7 @@ impl Prepared {
                         .map_err(|e| EngineError::Internal(e.to_string()))
                 })
                 .boxed();
-                Ok(ResultStream::new(schema, batches, self.ctx.cancel.clone(), token, deadline, "EXPLAIN"))
+                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, "EXPLAIN"))
             }
         }
     }

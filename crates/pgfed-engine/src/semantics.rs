@@ -43,6 +43,23 @@ pub(crate) fn check_statement(statement: &Statement) -> Result<(), EngineError> 
     struct Find(Option<String>);
     impl Visitor for Find {
         type Break = ();
+        // DataFusion's planner would ignore these and answer as if they were absent.
+        fn pre_visit_table_factor(&mut self, factor: &ast::TableFactor) -> std::ops::ControlFlow<()> {
+            if let ast::TableFactor::Table { sample: Some(_), .. } | ast::TableFactor::Derived { sample: Some(_), .. } =
+                factor
+            {
+                self.0 = Some("TABLESAMPLE".into());
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &ast::Query) -> std::ops::ControlFlow<()> {
+            if query.fetch.as_ref().is_some_and(|f| f.with_ties || f.percent) {
+                self.0 = Some("FETCH FIRST ... WITH TIES / PERCENT".into());
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
         fn pre_visit_expr(&mut self, expr: &SqlExpr) -> std::ops::ControlFlow<()> {
             let found = match expr {
                 SqlExpr::Collate { .. } => Some("COLLATE"),
@@ -65,6 +82,44 @@ pub(crate) fn check_statement(statement: &Statement) -> Result<(), EngineError> 
         Some(construct) => Err(EngineError::Unsupported(construct)),
         None => Ok(()),
     }
+}
+
+/// Parameters used directly as a LIMIT, OFFSET or FETCH count (1-based): Postgres types them
+/// int8, where DataFusion would leave them untyped.
+pub(crate) fn count_placeholders(statement: &Statement) -> Vec<usize> {
+    struct Find(Vec<usize>);
+    fn placeholder(e: &SqlExpr) -> Option<usize> {
+        match e {
+            SqlExpr::Value(v) => match &v.value {
+                ast::Value::Placeholder(p) => p.strip_prefix('$').and_then(|n| n.parse().ok()),
+                _ => None,
+            },
+            SqlExpr::Nested(inner) => placeholder(inner),
+            _ => None,
+        }
+    }
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &ast::Query) -> std::ops::ControlFlow<()> {
+            let mut exprs: Vec<&SqlExpr> = Vec::new();
+            match &query.limit_clause {
+                Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
+                    exprs.extend(limit.iter());
+                    exprs.extend(offset.iter().map(|o| &o.value));
+                }
+                Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => exprs.extend([offset, limit]),
+                None => {}
+            }
+            if let Some(f) = &query.fetch {
+                exprs.extend(f.quantity.iter());
+            }
+            self.0.extend(exprs.into_iter().filter_map(placeholder));
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut find = Find(Vec::new());
+    let _ = statement.visit(&mut find);
+    find.0
 }
 
 /// Collations under which Postgres orders text as DataFusion does (by bytes of UTF-8, which is

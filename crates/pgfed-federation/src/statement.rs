@@ -6,10 +6,10 @@ use arrow_schema::{Field, Schema};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use pgfed_catalog::ddl::Ddl;
-use pgfed_catalog::{CatalogError, ForeignTable, Privilege, Server, Snapshot};
+use pgfed_catalog::{CatalogError, Snapshot};
 use pgfed_connector_sdk::{NoticeSink, ScanContext};
 use pgfed_encode::ColumnSpec;
-use pgfed_engine::{CatalogAccess, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext};
+use pgfed_engine::{CatalogStore, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext};
 use pgfed_proxy::federation::{
     CommandTag, Execution, FedError, FederatedSession, ResultColumns, Statement, UnitContext,
 };
@@ -63,34 +63,13 @@ fn no_notices() -> NoticeSink {
     Arc::new(|_| {})
 }
 
-/// The catalog reads the engine makes in the client's session.
-struct Access;
-
-#[async_trait]
-impl CatalogAccess for Access {
-    async fn user_mapping(
-        &self,
-        session: &dyn UpstreamSession,
-        server: &Server,
-    ) -> Result<Vec<(String, String)>, EngineError> {
-        pgfed_catalog::user_mapping(session, &server.name).await.map_err(catalog_to_engine)
-    }
-
-    async fn check_select(&self, session: &dyn UpstreamSession, table: &ForeignTable) -> Result<(), EngineError> {
-        pgfed_catalog::check_privilege(session, table, &Privilege::Select(Vec::new())).await.map_err(catalog_to_engine)
-    }
-}
-
-fn catalog_to_engine(e: CatalogError) -> EngineError {
-    match e {
-        CatalogError::Upstream(u) => EngineError::Upstream(u),
-        other => EngineError::Internal(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl FederatedSession for Session {
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
+        let parts = pgfed_catalog::split_statements(sql);
+        if parts.len() > 1 && parts.iter().any(|p| pgfed_catalog::ddl::parse(p).is_some()) {
+            return self.script(&parts, ctx).await;
+        }
         if let Some(parsed) = pgfed_catalog::ddl::parse(sql) {
             let ddl = parsed.map_err(catalog_error)?;
             let route = pgfed_catalog::route(&ctx.session, &self.inner.registry, &ddl).await.map_err(catalog_error)?;
@@ -109,7 +88,7 @@ impl FederatedSession for Session {
         let sctx = StatementContext {
             session: Arc::new(ctx.session.clone()),
             catalog: self.inner.snapshot.load_full(),
-            access: Arc::new(Access),
+            access: Arc::new(CatalogStore),
             user: facts.user.clone(),
             search_path: facts.search_path.clone(),
             time_zone: facts.time_zone.clone(),
@@ -120,6 +99,105 @@ impl FederatedSession for Session {
         };
         let prepared = self.engine.prepare(sql, param_types, sctx).await.map_err(engine_error)?;
         Ok(Arc::new(QueryStatement { prepared, settings: facts.settings }))
+    }
+}
+
+impl Session {
+    /// A simple Query holding SQL/MED DDL among other statements (a migration script): each
+    /// statement runs in order in the same (implicit or explicit) transaction. Statements that
+    /// return rows are refused: their rows could not be sent alongside pgfed's answers.
+    async fn script(&self, parts: &[&str], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
+        let mut steps = Vec::with_capacity(parts.len());
+        let mut any_pgfed = false;
+        for part in parts {
+            match pgfed_catalog::ddl::parse(part) {
+                Some(parsed) => {
+                    let ddl = parsed.map_err(catalog_error)?;
+                    // Routed again when it runs: objects made by earlier steps count then.
+                    let route = pgfed_catalog::route(&ctx.session, &self.inner.registry, &ddl).await;
+                    any_pgfed |= matches!(route, Ok(pgfed_catalog::Route::Pgfed));
+                    steps.push(Step::Ddl(ddl, part.to_string()));
+                }
+                None if returns_rows(part) => {
+                    return Err(FedError::Pg(
+                        PgError::error(
+                            "0A000",
+                            "a query string with SQL/MED DDL may not also hold statements that return rows",
+                        )
+                        .with_hint("Send the query on its own."),
+                    ));
+                }
+                None => steps.push(Step::Upstream(part.to_string())),
+            }
+        }
+        if !any_pgfed {
+            return Err(FedError::NotMine);
+        }
+        Ok(Arc::new(Script { inner: self.inner.clone(), steps }))
+    }
+}
+
+/// Whether a statement (by its first keyword) may return rows.
+fn returns_rows(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase();
+    matches!(first.as_str(), "select" | "with" | "values" | "table" | "show" | "explain" | "fetch")
+        || sql.to_ascii_lowercase().contains("returning")
+}
+
+enum Step {
+    /// SQL/MED DDL, and its text (for Postgres, if it turns out to be about Postgres's own objects).
+    Ddl(Ddl, String),
+    /// Postgres's own statement, run in the client's session.
+    Upstream(String),
+}
+
+struct Script {
+    inner: Arc<Inner>,
+    steps: Vec<Step>,
+}
+
+#[async_trait]
+impl Statement for Script {
+    fn param_types(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        None
+    }
+
+    async fn execute(
+        &self,
+        _params: Vec<pgfed_proxy::federation::Param>,
+        ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        let scan =
+            ScanContext { cancel: ctx.cancel.clone(), deadline: None, notices: no_notices(), user: ctx.user.clone() };
+        let mut tags = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let tag = match step {
+                Step::Ddl(ddl, text) => {
+                    match pgfed_catalog::route(&ctx.session, &self.inner.registry, ddl).await.map_err(catalog_error)? {
+                        pgfed_catalog::Route::Pgfed => {
+                            pgfed_catalog::execute_ddl(&ctx.session, &self.inner.registry, ddl, &scan)
+                                .await
+                                .map_err(catalog_error)?
+                        }
+                        pgfed_catalog::Route::Upstream => ctx.session.execute(text, &[]).await?,
+                    }
+                }
+                Step::Upstream(sql) => ctx.session.execute(sql, &[]).await?,
+            };
+            tags.push(tag);
+        }
+        let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
+        self.inner.install(Arc::new(snapshot));
+        Ok(Execution {
+            columns: None,
+            settings: Default::default(),
+            rows: futures_util::stream::empty().boxed(),
+            tag: CommandTag::Many(tags),
+        })
     }
 }
 
@@ -199,7 +277,7 @@ impl Statement for QueryStatement {
     async fn execute(
         &self,
         params: Vec<pgfed_proxy::federation::Param>,
-        _ctx: &UnitContext,
+        ctx: &UnitContext,
     ) -> Result<Execution, FedError> {
         let params: Vec<Param> = params
             .into_iter()
@@ -209,7 +287,7 @@ impl Statement for QueryStatement {
                 Some(v) => Param::Text(String::from_utf8_lossy(&v).into_owned()),
             })
             .collect();
-        let stream = self.prepared.execute(&params).await.map_err(engine_error)?;
+        let stream = self.prepared.execute_with(&params, &ctx.cancel).await.map_err(engine_error)?;
         let schema = stream.schema();
         // Output names follow the plan; types and origins follow the prepared description.
         let columns = ResultColumns { schema, specs: specs(&self.prepared.columns) };

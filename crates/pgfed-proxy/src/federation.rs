@@ -100,6 +100,9 @@ pub enum CommandTag {
     Select,
     /// A fixed tag (`CREATE SERVER`, `INSERT 0 5`).
     Fixed(String),
+    /// One tag per statement of a simple Query holding several statements without rows (a DDL
+    /// script); each becomes its own CommandComplete, as Postgres sends them.
+    Many(Vec<String>),
 }
 
 impl CommandTag {
@@ -107,6 +110,15 @@ impl CommandTag {
         match self {
             CommandTag::Select => format!("SELECT {rows}"),
             CommandTag::Fixed(t) => t.clone(),
+            CommandTag::Many(tags) => tags.last().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Every CommandComplete tag to send.
+    pub fn all(&self, rows: u64) -> Vec<String> {
+        match self {
+            CommandTag::Many(tags) => tags.clone(),
+            other => vec![other.render(rows)],
         }
     }
 }

@@ -628,7 +628,9 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                     .map_err(|_| FedError::Pg(PgError::error(sqlstate::CONNECTION_FAILURE, "client gone")))?;
             }
         }
-        reply::command_complete(&mut self.out, &run.tag.render(run.sent));
+        for tag in run.tag.all(run.sent) {
+            reply::command_complete(&mut self.out, &tag);
+        }
         portal.running = None;
         portal.done = true;
         Ok(())
