@@ -8,7 +8,7 @@ use arrow_schema::{Field, SchemaRef};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ConnectorError, Estimate, OptionSpec, Options, Pushdown, Qual, ScanRequest, SortKey};
+use crate::{ConnectorError, Estimate, OptionSpec, Options, Pushdown, Qual, ScanRequest, SortKey, SqlQuery, SqlSource};
 
 /// Record batches as the source produces them. Dropping the stream must stop the remote work
 /// (close the connection, abort the request, kill the query).
@@ -144,6 +144,20 @@ pub trait ForeignTable: Send + Sync {
     /// Starts the scan. Batches must have exactly `request.columns`, in that order, with the
     /// declared types. Watch `ctx.cancel` and `ctx.deadline`.
     async fn scan(&self, request: ScanRequest, ctx: ScanContext) -> Result<BatchStream, ConnectorError>;
+
+    /// The SQL capability: `Some` if the source runs SQL and the engine may push whole subtrees
+    /// (joins with tables of the same [`SqlSource::identity`], aggregates, ORDER BY, LIMIT) to
+    /// it through [`ForeignTable::query`]. `None` (the default): scans only.
+    fn sql_source(&self) -> Option<SqlSource> {
+        None
+    }
+
+    /// Runs a query the engine generated for this table's source (see [`SqlQuery`] for the
+    /// placeholder contract), on the connection and transaction a scan of this table would use.
+    /// Batches must have `query.schema`. Watch `ctx.cancel` and `ctx.deadline` as in a scan.
+    async fn query(&self, _query: SqlQuery, _ctx: ScanContext) -> Result<BatchStream, ConnectorError> {
+        Err(ConnectorError::NotSupported("SQL queries".into()))
+    }
 
     /// The column that identifies a row for UPDATE and DELETE, if the table is writable.
     fn row_id_column(&self) -> Option<&str> {
