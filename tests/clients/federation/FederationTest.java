@@ -65,7 +65,9 @@ public final class FederationTest {
             check("DatabaseMetaData getTables/getColumns list the foreign table", FederationTest::metadata);
             check("PreparedStatement with parameters, server-prepared", FederationTest::prepared);
             check("ResultSetMetaData of a foreign table's columns", FederationTest::resultSetMetaData);
-            check("cross-source join", FederationTest::join);
+            check("cross-source join", FederationTest::innerJoin);
+            check("cross-source left join with a condition on the foreign side", FederationTest::leftJoin);
+            check("cross-source join as a server-prepared statement", FederationTest::preparedJoin);
             check("fetchSize streaming with a named portal", FederationTest::fetchSize);
             check("setQueryTimeout cancels a slow foreign scan", FederationTest::queryTimeout);
             check("federated error, then the connection works", FederationTest::errors);
@@ -286,7 +288,25 @@ public final class FederationTest {
         }
     }
 
+    /** Collects every mismatch of a check, so one failure does not hide the others. */
+    static final class Mismatches {
+        final List<String> found = new ArrayList<>();
+
+        void eq(Object expected, Object actual, String what) {
+            if (!Objects.equals(expected, actual)) {
+                found.add(what + ": expected <" + expected + "> but got <" + actual + ">");
+            }
+        }
+
+        void done() {
+            if (!found.isEmpty()) {
+                throw new CheckFailed(found.size() + " mismatch(es):\n    " + String.join("\n    ", found));
+            }
+        }
+    }
+
     static void resultSetMetaData() throws SQLException {
+        Mismatches m = new Mismatches();
         try (Connection c = connect()) {
             String sql = "SELECT " + COLUMNS + ", id + 1 AS computed FROM %s WHERE id = 1";
             for (int round = 0; round < 2; round++) {
@@ -305,57 +325,68 @@ public final class FederationTest {
                         for (int i = 1; i <= 13; i++) {
                             typeNames.add(f.getColumnTypeName(i));
                             String what = "round " + round + " column " + i + " (" + r.getColumnLabel(i) + ")";
-                            expectEq(r.getColumnLabel(i), f.getColumnLabel(i), what + " label");
-                            expectEq(r.getColumnType(i), f.getColumnType(i), what + " getColumnType");
-                            expectEq(r.getColumnTypeName(i), f.getColumnTypeName(i), what + " getColumnTypeName");
-                            expectEq(r.getPrecision(i), f.getPrecision(i), what + " getPrecision");
-                            expectEq(r.getScale(i), f.getScale(i), what + " getScale");
-                            expectEq(r.getColumnDisplaySize(i), f.getColumnDisplaySize(i), what + " display size");
-                            expectEq(r.getColumnClassName(i), f.getColumnClassName(i), what + " class name");
-                            expectEq(r.isNullable(i), f.isNullable(i), what + " isNullable");
-                            expectEq(r.isAutoIncrement(i), f.isAutoIncrement(i), what + " isAutoIncrement");
-                            expectEq(r.getSchemaName(i), f.getSchemaName(i), what + " getSchemaName");
+                            m.eq(r.getColumnLabel(i), f.getColumnLabel(i), what + " label");
+                            m.eq(r.getColumnType(i), f.getColumnType(i), what + " getColumnType");
+                            m.eq(r.getColumnTypeName(i), f.getColumnTypeName(i), what + " getColumnTypeName");
+                            m.eq(r.getPrecision(i), f.getPrecision(i), what + " getPrecision");
+                            m.eq(r.getScale(i), f.getScale(i), what + " getScale");
+                            m.eq(r.getColumnDisplaySize(i), f.getColumnDisplaySize(i), what + " display size");
+                            m.eq(r.getColumnClassName(i), f.getColumnClassName(i), what + " class name");
+                            m.eq(r.isNullable(i), f.isNullable(i), what + " isNullable");
+                            m.eq(r.isAutoIncrement(i), f.isAutoIncrement(i), what + " isAutoIncrement");
+                            m.eq(r.getSchemaName(i), f.getSchemaName(i), what + " getSchemaName");
                         }
-                        expectEq(Arrays.asList("int4", "int8", "text", "varchar", "numeric", "float8", "bool", "date",
-                                "timestamp", "timestamptz", "uuid", "jsonb", "int4"), typeNames, "getColumnTypeName");
+                        m.eq(Arrays.asList("int4", "int8", "text", "varchar", "numeric", "float8", "bool", "date",
+                                "timestamp", "timestamptz", "uuid", "jsonb", "int4"), typeNames,
+                                "round " + round + " getColumnTypeName");
                         PGResultSetMetaData pf = f.unwrap(PGResultSetMetaData.class);
                         PGResultSetMetaData pr = r.unwrap(PGResultSetMetaData.class);
                         expectEq(remote, pr.getBaseTableName(2), "remote base table (sanity)");
-                        expectEq(table, pf.getBaseTableName(2), "getBaseTableName of a foreign column");
-                        expectEq(schema, pf.getBaseSchemaName(2), "getBaseSchemaName of a foreign column");
-                        expectEq("big", pf.getBaseColumnName(2), "getBaseColumnName");
-                        expectEq("", pf.getBaseTableName(13), "getBaseTableName of a computed column");
-                        expectEq(r.getTableName(2).isEmpty() ? "" : table, f.getTableName(2), "getTableName");
-                        expectEq(ResultSetMetaData.columnNoNulls, f.isNullable(1), "isNullable of NOT NULL id");
-                        expectEq(12, f.getPrecision(5), "getPrecision of numeric(12,2)");
-                        expectEq(2, f.getScale(5), "getScale of numeric(12,2)");
+                        m.eq(table, pf.getBaseTableName(2), "getBaseTableName of a foreign column");
+                        m.eq(schema, pf.getBaseSchemaName(2), "getBaseSchemaName of a foreign column");
+                        m.eq("big", pf.getBaseColumnName(2), "getBaseColumnName");
+                        m.eq("", pf.getBaseTableName(13), "getBaseTableName of a computed column");
+                        m.eq(r.getTableName(2).isEmpty() ? "" : table, f.getTableName(2), "getTableName");
+                        m.eq(ResultSetMetaData.columnNoNulls, f.isNullable(1), "isNullable of NOT NULL id");
+                        m.eq(12, f.getPrecision(5), "getPrecision of numeric(12,2)");
+                        m.eq(2, f.getScale(5), "getScale of numeric(12,2)");
                         expect(fr.next() && rr.next(), "one row each");
+                        m.eq(rr.getObject(13), fr.getObject(13), "round " + round + " value of id + 1");
                     }
                 }
             }
         }
+        m.done();
     }
 
-    static void join() throws SQLException {
+    static void innerJoin() throws SQLException {
         String sql = "SELECT t.tag, i.id, i.name, i.amount, i.tstz FROM " + local + " t JOIN %s i ON i.id = t.id "
                 + "WHERE t.id < 9000 AND i.flag ORDER BY t.id";
-        String left = "SELECT t.tag, i.code FROM " + local + " t LEFT JOIN %s i ON i.id = t.id AND i.id %% 3 = 0 "
-                + "ORDER BY t.tag";
         try (Connection c = connect()) {
             List<List<Object>> want = query(c, String.format(sql, remote));
             expect(want.size() > 50, "the join selects rows (" + want.size() + ")");
             sameRows(want, query(c, String.format(sql, table)), "inner join");
-            sameRows(query(c, String.format(left, remote)), query(c, String.format(left, table)), "left join");
-            // the same join as a prepared statement with a parameter, past the prepare threshold
-            String param = "SELECT t.tag, i.name FROM " + local + " t JOIN %s i ON i.id = t.id WHERE t.id < ? ORDER BY 1";
-            try (PreparedStatement f = c.prepareStatement(String.format(param, table));
-                    PreparedStatement r = c.prepareStatement(String.format(param, remote))) {
-                for (int i = 1; i <= 7; i++) {
-                    f.setInt(1, i * 1000);
-                    r.setInt(1, i * 1000);
-                    try (ResultSet fr = f.executeQuery(); ResultSet rr = r.executeQuery()) {
-                        sameRows(read(rr), read(fr), "prepared join, execution " + i);
-                    }
+        }
+    }
+
+    static void leftJoin() throws SQLException {
+        String sql = "SELECT t.tag, i.code FROM " + local + " t LEFT JOIN %s i ON i.id = t.id AND i.id %% 3 = 0 "
+                + "ORDER BY t.tag";
+        try (Connection c = connect()) {
+            sameRows(query(c, String.format(sql, remote)), query(c, String.format(sql, table)), "left join");
+        }
+    }
+
+    static void preparedJoin() throws SQLException {
+        String sql = "SELECT t.tag, i.name FROM " + local + " t JOIN %s i ON i.id = t.id WHERE t.id < ? ORDER BY 1";
+        try (Connection c = connect();
+                PreparedStatement f = c.prepareStatement(String.format(sql, table));
+                PreparedStatement r = c.prepareStatement(String.format(sql, remote))) {
+            for (int i = 1; i <= 7; i++) {
+                f.setInt(1, i * 1000);
+                r.setInt(1, i * 1000);
+                try (ResultSet fr = f.executeQuery(); ResultSet rr = r.executeQuery()) {
+                    sameRows(read(rr), read(fr), "prepared join, execution " + i);
                 }
             }
         }

@@ -143,13 +143,13 @@ async fn python_drivers_and_sqlalchemy_2_inspector_on_foreign_tables() {
     f.drop(&proxy).await;
 }
 
-/// The interpreter of the SQLAlchemy 1.4 virtualenv scripts/setup makes (PGFED_SQLALCHEMY14_PYTHON
-/// overrides it).
+/// The interpreter of the SQLAlchemy 1.4 virtualenv scripts/setup makes (in PGFED_SQLALCHEMY14_VENV,
+/// default ~/.cache/pgfed-venvs/sqlalchemy14).
 fn sqlalchemy14_python() -> String {
-    std::env::var("PGFED_SQLALCHEMY14_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        PathBuf::from(home).join(".cache/pgfed-venvs/sqlalchemy14/bin/python").to_str().expect("utf-8").to_string()
-    })
+    let venv = std::env::var("PGFED_SQLALCHEMY14_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/pgfed-venvs/sqlalchemy14")
+    });
+    venv.join("bin/python").to_str().expect("utf-8 path").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,13 +162,10 @@ async fn sqlalchemy_1_4_inspector_lists_foreign_tables() {
     f.drop(&proxy).await;
 }
 
-/// psql's `\d` and `\dt` read the shadow, so they print exactly what a direct session prints; a
-/// federated query prints what the same query on the remote table prints directly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_describes_and_queries_a_foreign_table_as_postgres_would() {
-    let proxy = start().await;
-    let f = Fixture::new(&proxy).await;
-    let script = program("session.sql");
+/// Runs a psql script directly against Postgres with `src` = the remote table and through pgfed
+/// with `src` = the foreign table; both must print exactly the same, on stdout and on stderr.
+async fn psql_same_both_ways(proxy: &TestProxy, f: &Fixture, script: &str) -> String {
+    let script = program(script);
     let run = |port: u16, src: &'static str| {
         let mut env = proxy.libpq_env(USER, PASSWORD);
         for (k, v) in &mut env {
@@ -185,14 +182,35 @@ async fn psql_describes_and_queries_a_foreign_table_as_postgres_would() {
     };
     let (_, direct_out, direct_err) = run(proxy.pg.port, "items_remote").await;
     let (_, via_out, via_err) = run(proxy.addr.port(), "items").await;
-    assert!(direct_out.contains("Column") && direct_out.contains("items_remote"), "{direct_out}\n{direct_err}");
-    assert!(direct_out.lines().count() > 40, "the session printed little:\n{direct_out}\n{direct_err}");
     assert!(
         via_out == direct_out && via_err == direct_err,
-        "psql through pgfed printed something else than directly\nstdout: {}\nstderr: {}",
+        "psql {script} through pgfed printed something else than directly\nstdout: {}\nstderr: {}",
         difference(&via_out, &direct_out),
         difference(&via_err, &direct_err)
     );
+    direct_out
+}
+
+/// psql's `\d` and `\dt` read the shadow, so they print exactly what a direct session prints; a
+/// federated query prints what the same query on the remote table prints directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_and_queries_a_foreign_table_as_postgres_would() {
+    let proxy = start().await;
+    let f = Fixture::new(&proxy).await;
+    let out = psql_same_both_ways(&proxy, &f, "session.sql").await;
+    assert!(out.contains("Column") && out.contains("items_remote"), "{out}");
+    assert!(out.lines().count() > 40, "the session printed little:\n{out}");
+    f.drop(&proxy).await;
+}
+
+/// `FROM ONLY`, `TABLE`, psql's `\copy` and a cursor read the foreign table's rows too (or are
+/// refused), never the empty shadow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_other_reads_of_a_foreign_table_see_its_rows() {
+    let proxy = start().await;
+    let f = Fixture::new(&proxy).await;
+    let out = psql_same_both_ways(&proxy, &f, "other_reads.sql").await;
+    assert!(out.contains(&ROWS.to_string()), "{out}");
     f.drop(&proxy).await;
 }
 
