@@ -29,6 +29,10 @@ pub struct Federation {
 }
 
 pub(crate) struct Inner {
+    /// A watcher keeps the catalog current; without one, sessions load it.
+    pub watched: std::sync::atomic::AtomicBool,
+    /// When a session last loaded the catalog (without a watcher).
+    pub loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
     pub registry: Registry,
     pub engine: Arc<Engine>,
     pub snapshot: ArcSwap<Snapshot>,
@@ -52,6 +56,8 @@ impl Federation {
         let engine = Arc::new(Engine::new(config, wrappers.clone())?);
         Ok(Federation {
             inner: Arc::new(Inner {
+                watched: std::sync::atomic::AtomicBool::new(false),
+                loaded_at: std::sync::Mutex::new(None),
                 registry: Registry::new(wrappers),
                 engine,
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
@@ -73,6 +79,7 @@ impl Federation {
     /// every snapshot it loads. Run it with [`pgfed_catalog::Watcher::run`].
     pub fn watcher(&self, conninfo: &str) -> Result<pgfed_catalog::Watcher, String> {
         let inner = self.inner.clone();
+        self.inner.watched.store(true, std::sync::atomic::Ordering::Relaxed);
         pgfed_catalog::Watcher::from_conninfo(conninfo, move |s| inner.install(s)).map_err(|e| e.to_string())
     }
 }
@@ -134,4 +141,30 @@ impl pgfed_proxy::federation::Federation for Federation {
     fn session(&self) -> Box<dyn FederatedSession> {
         Box::new(statement::Session::new(self.inner.clone()))
     }
+
+    fn wants_catalog(&self) -> bool {
+        if self.inner.watched.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let at = self.inner.loaded_at.lock().map(|g| *g).unwrap_or(None);
+        at.is_none_or(|t| t.elapsed() > UNWATCHED_RELOAD)
+    }
+
+    fn load_catalog(&self, session: pgfed_session::Connection) -> futures_util::future::BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            match pgfed_catalog::Snapshot::load(&session).await {
+                Ok(s) => {
+                    inner.install(Arc::new(s));
+                    if let Ok(mut at) = inner.loaded_at.lock() {
+                        *at = Some(std::time::Instant::now());
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "session could not load the catalog"),
+            }
+        })
+    }
 }
+
+/// Without a watcher, how old the catalog may get before the next starting session reloads it.
+const UNWATCHED_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);

@@ -145,6 +145,19 @@ pub trait Federation: Send + Sync + 'static {
 
     /// State for one client session, made when it first needs pgfed.
     fn session(&self) -> Box<dyn FederatedSession>;
+
+    /// Whether a starting session should load the catalog for everyone ([`Self::load_catalog`]):
+    /// true for a federation without a service connection of its own whose catalog is missing or
+    /// stale. Cheap.
+    fn wants_catalog(&self) -> bool {
+        false
+    }
+
+    /// Loads the catalog through a session's upstream connection (before its first statement).
+    /// Failures (a role that may not read the catalog) are the federation's to log.
+    fn load_catalog(&self, _session: Connection) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// One client session's side of the federation.

@@ -8,11 +8,13 @@
 //! DDL run in the client's own transaction); when it ends with Sync, the driver syncs the
 //! upstream and the client gets ReadyForQuery with the upstream's transaction status.
 //!
-//! A unit that meets a frame that is not pgfed's before Sync (pgfed's statement first, then an
-//! ordinary one) ends without Sync: the relay forwards the rest and the client's Sync, whose
-//! ReadyForQuery then comes from the upstream, so both kinds share one implicit transaction. The
-//! reverse order (ordinary messages not yet synced, then pgfed's) is refused with 0A000: pgfed
-//! cannot yet interleave its answers with the upstream's pending ones.
+//! One pipeline segment (messages up to a Sync) may mix pgfed's statements with ordinary ones,
+//! and all of it shares one implicit transaction, as in Postgres. A unit that meets an ordinary
+//! frame before Sync ends without Sync: the relay forwards the rest and the client's Sync, whose
+//! ReadyForQuery then comes from the upstream. Ordinary messages before pgfed's (pgjdbc sends
+//! BEGIN that way) are answered first: the relay sends the upstream a Flush and counts their
+//! closing answers before the unit starts. If one of them failed, Postgres ignores the rest of
+//! the segment, and the unit skips pgfed's messages up to Sync too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -96,6 +98,32 @@ impl LocalState {
         Self { conn, driver, statements: HashMap::new(), portals: HashMap::new(), cancel, fed: None }
     }
 
+    /// Runs `work` with this session's upstream connection served, outside any client exchange
+    /// (the catalog load at session start). The upstream's ReadyForQuery stays with the driver.
+    pub(crate) async fn run_background<UR, UW>(
+        &mut self,
+        up_r: &mut UR,
+        up_w: &mut UW,
+        up_buf: &mut BytesMut,
+        work: impl FnOnce(Connection) -> futures_util::future::BoxFuture<'static, ()>,
+    ) -> Result<(), SessionError>
+    where
+        UR: AsyncRead + Unpin,
+        UW: AsyncWrite + Unpin,
+    {
+        let job = work(self.conn.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let body = async move {
+            job.await;
+            let _ = done_tx.send(());
+        };
+        let serve = self.driver.serve(up_r, up_w, up_buf, async {
+            let _ = done_rx.await;
+        });
+        let (served, ()) = tokio::join!(serve, body);
+        served.map(|_| ()).map_err(|e| SessionError::Federation(e.to_string()))
+    }
+
     /// Whether extended-protocol frames must be looked at (pgfed owns some name).
     pub(crate) fn owns_any(&self) -> bool {
         !self.statements.is_empty() || !self.portals.is_empty()
@@ -148,10 +176,13 @@ impl LocalState {
         self.portals.remove("");
     }
 
-    /// The transaction ended: portals are gone.
-    pub(crate) fn on_transaction_end(&mut self) {
-        self.portals.clear();
-        self.driver.transaction_ended();
+    /// A ReadyForQuery reached the client: the segment ended, and with status `I` the
+    /// transaction too (portals are gone).
+    pub(crate) fn on_ready(&mut self, status: u8) {
+        if status == b'I' {
+            self.portals.clear();
+        }
+        self.driver.segment_ended(status);
     }
 }
 
@@ -199,7 +230,7 @@ pub(crate) async fn run_unit<CR, CW, UR, UW>(
     up_w: &mut UW,
     up_buf: &mut BytesMut,
     status: u8,
-    unsynced_before: bool,
+    segment_failed: bool,
     user: &str,
     database: &str,
     router_claims: &(dyn Fn(&[u8]) -> bool + Sync),
@@ -223,7 +254,7 @@ where
     let LocalState { driver, statements, portals, .. } = local;
     let mut unit = Unit { fed, statements, portals, ctx, out: BytesMut::new(), failed: false, answered: false, client };
     let body = async {
-        let r = if unsynced_before { unit.refuse_mixed().await } else { unit.run(router_claims).await };
+        let r = if segment_failed { unit.skip_to_sync().await } else { unit.run(router_claims).await };
         // Whatever happened, the driver must stop serving so that the upstream is synced.
         drop(done_tx);
         r
@@ -327,24 +358,12 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
         Ok(UnitEnd::Synced(self.ctx.status))
     }
 
-    /// Unsynced ordinary messages precede pgfed's: refuse the statement, skip to Sync, and let
-    /// the relay forward the Sync (the upstream answers for its part of the batch).
-    async fn refuse_mixed(&mut self) -> Result<UnitEnd, UnitFailure> {
-        let e = PgError::error(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "pgfed cannot run a statement on foreign tables in the same pipeline segment as ordinary statements sent before it",
-        )
-        .with_hint("Send Sync before the statement that uses foreign tables.");
-        e.to_frame_into(&mut self.out);
-        loop {
-            match self.peek_tag().await? {
-                frontend::SYNC => break,
-                _ => {
-                    let _ = self.take_frame().await?;
-                }
-            }
+    /// An ordinary message earlier in this segment failed: Postgres ignores everything up to
+    /// Sync, and so does pgfed. The relay forwards the Sync; the upstream answers it.
+    async fn skip_to_sync(&mut self) -> Result<UnitEnd, UnitFailure> {
+        while self.peek_tag().await? != frontend::SYNC {
+            let _ = self.take_frame().await?;
         }
-        self.flush().await?;
         Ok(UnitEnd::Handover { answered: true, bounce: false })
     }
 

@@ -183,9 +183,34 @@ struct State {
     client_frames: u64,
     /// The last error forwarded from upstream was FATAL.
     upstream_fatal: bool,
+    /// Answers still due for extended-protocol messages of the current (unsynced) segment: one
+    /// closing message each for Parse, Bind, Close, Describe and Execute.
+    pending_ext: u32,
+    /// An ErrorResponse arrived in the current segment: Postgres ignores messages until Sync.
+    segment_error: bool,
+    /// A Flush was sent so that the upstream answers the segment before pgfed's statement.
+    flush_sent: bool,
 }
 
 impl State {
+    /// Counts the closing answers of the current segment's extended messages. Only frames that
+    /// arrive once every earlier ReadyForQuery is in belong to that segment.
+    fn on_upstream_tag(&mut self, tag: u8) {
+        if self.outstanding > 0 {
+            return;
+        }
+        match tag {
+            b'1' | b'2' | b'3' | b'C' | b'I' | b's' | b'n' | b'T' => {
+                self.pending_ext = self.pending_ext.saturating_sub(1)
+            }
+            backend::ERROR_RESPONSE => {
+                self.pending_ext = 0;
+                self.segment_error = true;
+            }
+            _ => {}
+        }
+    }
+
     fn idle(&self) -> bool {
         self.outstanding == 0 && !self.unsynced
     }
@@ -199,6 +224,7 @@ impl State {
             }
             frontend::EXECUTE => {
                 self.unsynced = true;
+                self.pending_ext += 1;
                 self.syncs_since_command = 0;
             }
             // Postgres ignores Sync during COPY IN; clients send another after CopyDone.
@@ -218,9 +244,11 @@ impl State {
                 }
                 self.in_copy_in = tag == frontend::COPY_DATA;
             }
-            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE | frontend::FLUSH => {
-                self.unsynced = true
+            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE => {
+                self.unsynced = true;
+                self.pending_ext += 1;
             }
+            frontend::FLUSH => self.unsynced = true,
             frontend::TERMINATE => self.terminated = true,
             // Anything else is Postgres's to accept or reject.
             _ => {}
@@ -293,6 +321,9 @@ impl<'a> Relay<'a> {
                 terminated: false,
                 client_frames: 0,
                 upstream_fatal: false,
+                pending_ext: 0,
+                segment_error: false,
+                flush_sent: false,
             },
             key,
             stats: Stats::default(),
@@ -315,6 +346,16 @@ impl<'a> Relay<'a> {
         let mut idle_timer = pin!(tokio::time::sleep(Duration::from_secs(3600)));
         let mut idle_armed = false;
         let mut shutting_down = signals.graceful.is_cancelled();
+        if let Some(fed) = self.shared.federation.clone()
+            && fed.wants_catalog()
+        {
+            let local = self.local.get_or_insert_with(|| LocalState::new(self.who.local_cancel.clone()));
+            let r =
+                local.run_background(&mut self.up_r, &mut self.up_w, &mut self.u2c.buf, |c| fed.load_catalog(c)).await;
+            if let Err(e) = r {
+                return Ending::Error(e);
+            }
+        }
         // Data that arrived with the startup exchange.
         if let Err(e) = self.scan_client() {
             return Ending::Error(e);
@@ -325,6 +366,11 @@ impl<'a> Relay<'a> {
         loop {
             self.c2u.promote();
             self.u2c.promote();
+            if self.pending_local
+                && let Err(ending) = self.flush_segment().await
+            {
+                return ending;
+            }
             if self.pending_local && self.ready_for_local() {
                 if let Err(ending) = self.run_local().await {
                     return ending;
@@ -456,14 +502,33 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Everything before the pending local frame has been forwarded and answered.
+    /// Everything before the pending local frame has been forwarded and answered (for an
+    /// unsynced segment: the Flush pgfed sent made the upstream answer it).
     fn ready_for_local(&self) -> bool {
         self.c2u.ready == 0
             && self.c2u.out.is_empty()
             && !self.c2u.unflushed
             && self.state.outstanding == 0
+            && (!self.state.unsynced || (self.state.flush_sent && self.state.pending_ext == 0))
             && self.u2c.drained()
             && self.u2c.scanner.at_boundary()
+    }
+
+    /// Ordinary extended messages precede pgfed's in one segment (pgjdbc sends BEGIN that way):
+    /// ask the upstream to answer them now, without ending the segment.
+    async fn flush_segment(&mut self) -> Result<(), Ending> {
+        if self.state.flush_sent
+            || !self.state.unsynced
+            || self.c2u.ready != 0
+            || !self.c2u.out.is_empty()
+            || self.c2u.unflushed
+        {
+            return Ok(());
+        }
+        self.state.flush_sent = true;
+        let flush = [frontend::FLUSH, 0, 0, 0, 4];
+        self.up_w.write_all(&flush).await.map_err(|e| Ending::Error(SessionError::UpstreamIo(e)))?;
+        self.up_w.flush().await.map_err(|e| Ending::Error(SessionError::UpstreamIo(e)))
     }
 
     /// Runs a unit of pgfed's own (see `local.rs`), then resumes relaying.
@@ -494,7 +559,7 @@ impl<'a> Relay<'a> {
             &mut self.up_w,
             &mut self.u2c.buf,
             self.state.status,
-            self.state.unsynced,
+            self.state.segment_error,
             &self.who.user,
             &self.who.database,
             &claims,
@@ -514,13 +579,18 @@ impl<'a> Relay<'a> {
                 out.extend_from_slice(&message::ready_for_query(status));
                 self.state.status = status;
                 self.state.unsynced = false;
+                self.state.pending_ext = 0;
+                self.state.segment_error = false;
+                self.state.flush_sent = false;
                 if status == b'I' {
-                    local.on_transaction_end();
+                    local.on_ready(status);
                 }
             }
             UnitEnd::Handover { answered, bounce } => {
                 self.state.unsynced |= answered;
                 self.bypass_next = bounce;
+                // Later ordinary messages of the segment need their own Flush before pgfed's.
+                self.state.flush_sent = false;
             }
         }
         if !out.is_empty() {
@@ -544,18 +614,21 @@ impl<'a> Relay<'a> {
                 .map_err(|e| SessionError::UpstreamProtocol(e.to_string()))?;
             match scanned {
                 Scanned::Pass { len } => pipe.ready += len,
-                Scanned::Header { .. } => {}
+                Scanned::Header { tag, .. } => self.state.on_upstream_tag(tag),
                 Scanned::Whole { tag, frame_len } => {
                     let frame = &pipe.buf[pos..pos + frame_len];
                     if tag == backend::READY_FOR_QUERY {
                         self.state.status = frame.get(5).copied().unwrap_or(b'I');
                         self.state.outstanding = self.state.outstanding.saturating_sub(1);
-                        if self.state.status == b'I'
-                            && let Some(l) = self.local.as_mut()
-                        {
-                            l.on_transaction_end();
+                        // A segment ended.
+                        self.state.pending_ext = 0;
+                        self.state.segment_error = false;
+                        self.state.flush_sent = false;
+                        if let Some(l) = self.local.as_mut() {
+                            l.on_ready(self.state.status);
                         }
                     } else {
+                        self.state.on_upstream_tag(tag);
                         if let Some(code) = ErrorFields::sqlstate(frame) {
                             self.shared.metrics.error(code, "upstream");
                         }
@@ -678,6 +751,9 @@ mod tests {
             terminated: false,
             client_frames: 0,
             upstream_fatal: false,
+            pending_ext: 0,
+            segment_error: false,
+            flush_sent: false,
         }
     }
 

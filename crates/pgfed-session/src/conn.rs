@@ -367,11 +367,17 @@ impl Driver {
         Ok(Finished { status, side: io.side })
     }
 
-    /// The client's transaction ended outside a unit (a COMMIT the proxy relayed): portals opened
-    /// in it are gone on the upstream.
-    pub fn transaction_ended(&mut self) {
-        self.open.clear();
-        self.to_close.clear();
+    /// The proxy relayed a ReadyForQuery (the client's own Sync or Query ended the segment this
+    /// driver last wrote to): nothing is pending any more, and if the transaction ended
+    /// (`status` `I`), the portals opened in it are gone on the upstream.
+    pub fn segment_ended(&mut self, status: u8) {
+        self.dirty = false;
+        self.failed = None;
+        self.closes_pending = 0;
+        if status == b'I' {
+            self.open.clear();
+            self.to_close.clear();
+        }
     }
 
     async fn sync<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(

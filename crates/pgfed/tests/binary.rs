@@ -77,6 +77,8 @@ fn check_config_validates_without_starting_and_hides_passwords() {
 struct Running {
     child: Child,
     port: u16,
+    /// stderr, drained continuously: a child blocked on a full pipe would stop serving.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
@@ -91,13 +93,20 @@ impl Running {
         for (k, v) in extra {
             c.env(k, v);
         }
-        let child = c.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut child = c.spawn().unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Some(std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = pipe.read_to_string(&mut err);
+            err
+        }));
+        // Generous: a loaded CI machine may take a while to map a 250 MB debug binary.
+        let deadline = Instant::now() + Duration::from_secs(90);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "pgfed did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, port }
+        Self { child, port, stderr }
     }
 
     fn signal(&self, sig: &str) {
@@ -110,8 +119,7 @@ impl Running {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                let err = self.stderr.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default();
                 return (status.code().unwrap_or(-1), err);
             }
             assert!(Instant::now() < deadline, "pgfed did not exit within {limit:?}");
