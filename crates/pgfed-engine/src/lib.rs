@@ -28,6 +28,7 @@ mod local;
 mod params;
 mod planner;
 mod quals;
+mod remote;
 mod resolve;
 mod semantics;
 mod stream;

@@ -322,12 +322,16 @@ impl Prepared {
         state.execution_props_mut().mark_start_execution(options);
         let state = state;
         let optimized = state.optimize(&plan)?;
-        let collapsed = collapse(optimized, &self.runtime)?;
+        let pushed = crate::remote::push(optimized, &self.runtime)?;
+        let collapsed = collapse(pushed, &self.runtime)?;
         semantics::check_text_order(&collapsed, &self.collation)?;
         let collapsed = semantics::checked_arithmetic(collapsed)?;
-        let physical = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(LocalPlanner)])
-            .create_physical_plan(&collapsed, &state)
-            .await?;
+        let physical = DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(LocalPlanner),
+            Arc::new(crate::remote::RemotePlanner),
+        ])
+        .create_physical_plan(&collapsed, &state)
+        .await?;
         match self.kind {
             Kind::Query => {
                 let schema = output_schema(&physical.schema(), &self.columns);

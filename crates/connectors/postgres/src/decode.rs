@@ -82,6 +82,17 @@ impl Decoder {
     /// Checks that the remote type fits the declared one: the same type, or a narrower integer
     /// or float; text-like types (text, varchar, bpchar, name, citext, json, jsonb) for Utf8.
     pub(crate) fn new(column: &Column, remote: &Type) -> Result<Self, ConnectorError> {
+        Self::with(column, remote, false)
+    }
+
+    /// [`Decoder::new`] for a query the engine generated, whose computed columns may come back
+    /// wider than the engine's type: `sum(CAST(x AS BIGINT))` is numeric in Postgres, decoded
+    /// into int8 exactly (or failing with out of range, never wrapping).
+    pub(crate) fn computed(column: &Column, remote: &Type) -> Result<Self, ConnectorError> {
+        Self::with(column, remote, true)
+    }
+
+    fn with(column: &Column, remote: &Type, computed: bool) -> Result<Self, ConnectorError> {
         let dt = &column.data_type;
         let is = |types: &[Type]| types.contains(remote);
         let kind = match dt {
@@ -89,6 +100,7 @@ impl Decoder {
             DataType::Int16 | DataType::Int32 | DataType::Int64 if *remote == Type::INT2 => Remote::Int2,
             DataType::Int32 | DataType::Int64 if *remote == Type::INT4 => Remote::Int4,
             DataType::Int64 if *remote == Type::INT8 => Remote::Int8,
+            DataType::Int64 if computed && *remote == Type::NUMERIC => Remote::Numeric,
             DataType::Float32 | DataType::Float64 if *remote == Type::FLOAT4 => Remote::Float4,
             DataType::Float64 if *remote == Type::FLOAT8 => Remote::Float8,
             DataType::Utf8 if is(&[Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::JSON]) => Remote::Text,
@@ -170,6 +182,10 @@ impl Decoder {
             (Builder::Bool(b), Remote::Bool) => b.append_value(fixed::<1>(raw)?[0] != 0),
             (Builder::I16(b), _) => b.append_value(i16::from_be_bytes(fixed(raw)?)),
             (Builder::I32(b), _) => b.append_value(i32::try_from(int(raw)?).map_err(|e| e.to_string())?),
+            (Builder::I64(b), Remote::Numeric) => {
+                let v = decode_numeric(raw, 38, 0)?;
+                b.append_value(i64::try_from(v).map_err(|_| "bigint out of range".to_string())?);
+            }
             (Builder::I64(b), _) => b.append_value(int(raw)?),
             (Builder::F32(b), _) => b.append_value(f32::from_be_bytes(fixed(raw)?)),
             (Builder::F64(b), Remote::Float4) => b.append_value(f64::from(f32::from_be_bytes(fixed(raw)?))),

@@ -27,12 +27,13 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use pgfed_connector_sdk::{
     BatchStream, ConnectorError, ForeignTable, ImportRequest, ImportedTable, Notice, NoticeLevel, OpenRequest,
-    OptionLevel, OptionSpec, Options, Pushdown, Qual, ScanContext, ScanRequest, SortKey, Wrapper, WriteResult,
+    OptionLevel, OptionSpec, Options, Pushdown, Qual, ScanContext, ScanRequest, SortKey, SqlDialect, SqlQuery,
+    SqlSource, Wrapper, WriteResult,
 };
 
 use conn::{Pool, ServerConfig, Session};
 pub use sql::quote_ident;
-use sql::{Column, TableDef, qual_param_type};
+use sql::{Column, RemoteQuery, TableDef, qual_param_type};
 
 /// Rows per record batch, at most.
 pub const BATCH_ROWS: usize = 8192;
@@ -482,6 +483,27 @@ impl ForeignTable for PostgresTable {
         let key = self.server.key(&ctx.user);
         let errors = self.errors();
         stream::scan(self.session.clone(), key, errors, query, self.fetch_size, ctx).await
+    }
+
+    /// Tables with equal server options, remote user and password share connections and the
+    /// remote transaction, so one query may join them. Text ordering is exact only with
+    /// `same_collation 'true'`.
+    fn sql_source(&self) -> Option<SqlSource> {
+        Some(SqlSource {
+            identity: format!("{:?}\u{0}{:?}\u{0}{:?}", self.server, self.server.connect_timeout, self.server.password),
+            dialect: SqlDialect::Postgres,
+            relation: (Some(self.def.schema.clone()), self.def.table.clone()),
+            columns: self.def.columns.iter().map(|c| c.remote.clone()).collect(),
+            text_ordering: self.def.same_collation,
+        })
+    }
+
+    /// Runs as a scan does (pooled or transaction-pinned connection, cursor inside a
+    /// transaction, cancel and deadline), with values bound in the types the query's casts give.
+    async fn query(&self, query: SqlQuery, ctx: ScanContext) -> Result<BatchStream, ConnectorError> {
+        let key = self.server.key(&ctx.user);
+        let errors = self.errors();
+        stream::scan(self.session.clone(), key, errors, RemoteQuery::generated(query), self.fetch_size, ctx).await
     }
 
     fn row_id_column(&self) -> Option<&str> {

@@ -54,6 +54,22 @@ pub(crate) fn decoders(columns: &[Column], statement: &Statement) -> Result<Vec<
     columns.iter().zip(statement.columns()).map(|(column, remote)| Decoder::new(column, remote.type_())).collect()
 }
 
+/// [`decoders`] for a scan or a generated query (`computed`), whose result must have exactly
+/// the expected number of columns.
+fn query_decoders(query: &RemoteQuery, statement: &Statement) -> Result<Vec<Decoder>, ConnectorError> {
+    if !query.computed {
+        return decoders(&query.columns, statement);
+    }
+    if statement.columns().len() != query.columns.len() {
+        return Err(ConnectorError::Internal(format!(
+            "the generated query returns {} columns, {} were expected",
+            statement.columns().len(),
+            query.columns.len()
+        )));
+    }
+    query.columns.iter().zip(statement.columns()).map(|(c, remote)| Decoder::computed(c, remote.type_())).collect()
+}
+
 pub(crate) fn schema_of(columns: &[Column]) -> SchemaRef {
     let fields: Vec<Field> =
         columns.iter().map(|c| Field::new(c.name.clone(), c.data_type.clone(), c.nullable)).collect();
@@ -150,7 +166,7 @@ async fn streamed(
     };
     guard.finished.set(true);
     check_text_params(&statement, &query.text_params)?;
-    let decoders = decoders(&query.columns, &statement)?;
+    let decoders = query_decoders(&query, &statement)?;
     guard.finished.set(false);
     let rows = watched(&cancel, deadline, client.query_raw(&statement, query.params.iter())).await?.map_err(|e| {
         guard.finished.set(e.as_db_error().is_some());
@@ -282,7 +298,7 @@ async fn cursor(
     let fetch = pinned_request(client, &tls, &cancel, deadline, client.prepare(&fetch_sql))
         .await?
         .map_err(|e| errors.remote(&e))?;
-    let decoders = decoders(&query.columns, &fetch)?;
+    let decoders = query_decoders(&query, &fetch)?;
     drop(slot);
     let state = Cursor {
         pinned,
