@@ -265,7 +265,8 @@ Q_SCAN_LOCAL="SELECT * FROM big_local"
 Q_AGG="SELECT customer_id % 10, count(*), sum(amount) FROM big GROUP BY 1"
 
 # timed PORT DB SQL OUT [psql args]: one psql session runs SQL with \timing, rows to OUT (a file, or
-# "|command"). Prints "ms wall_s" (psql's \timing and the wall clock of the whole psql), NA on error.
+# "|command"). Prints "ms wall_ms": psql's \timing, and the wall clock of the whole psql run, which
+# is what counts for the scan: with FETCH_COUNT psql's \timing leaves out the time spent printing.
 timed() {
   local port=$1 db=$2 sql=$3 out=$4 res s e
   shift 4
@@ -273,7 +274,7 @@ timed() {
   if res=$(printf '\\timing on\n\\o %s\n%s;\n' "$out" "$sql" |
            timeout "$QUERY_TIMEOUT" "${PSQL[@]}" -p "$port" -d "$db" -At "$@" -f - 2>>"$WORK/logs/psql.err"); then
     e=$(date +%s%N)
-    echo "$(awk '/^Time: / {v = $2} END {print (v == "" ? "NA" : v)}' <<<"$res") $(awk -v s="$s" -v e="$e" 'BEGIN {printf "%.3f", (e - s) / 1e9}')"
+    echo "$(awk '/^Time: / {v = $2} END {print (v == "" ? "NA" : v)}' <<<"$res") $(awk -v s="$s" -v e="$e" 'BEGIN {printf "%.3f", (e - s) / 1e6}')"
   else
     log "query failed on port $port: ${sql:0:80}... (see below)"
     tail -n 3 "$WORK/logs/psql.err" >&2
@@ -377,12 +378,12 @@ declare -a SCAN_BASE=()
 for ((r = 0; r < SCAN_RUNS; r++)); do
   for t in pgfed direct; do
     if [[ $t == direct ]]; then
-      read -r ms _ < <(timed "$PGPORT" "$APP_DB" "$Q_SCAN_LOCAL" "| wc -lc > $WORK/out/scan-direct.txt" "${FETCH[@]}")
+      read -r _ ms < <(timed "$PGPORT" "$APP_DB" "$Q_SCAN_LOCAL" "| wc -lc > $WORK/out/scan-direct.txt" "${FETCH[@]}")
     else
       start_pgfed; pid=$PGFED_PID
       SCAN_BASE+=("$(proc_kb "$pid" VmHWM)")
       c0=$(proc_cpu_s "$pid")
-      read -r ms _ < <(timed "$FPORT" "$APP_DB" "$Q_SCAN_FED" "| wc -lc > $WORK/out/scan-pgfed.txt" "${FETCH[@]}")
+      read -r _ ms < <(timed "$FPORT" "$APP_DB" "$Q_SCAN_FED" "| wc -lc > $WORK/out/scan-pgfed.txt" "${FETCH[@]}")
       CPU[scan]+=" $(awk -v a="$c0" -v b="$(proc_cpu_s "$pid")" 'BEGIN {printf "%.2f", b - a}')"
       HWM[scan]+=" $(proc_kb "$pid" VmHWM)"
     fi
@@ -448,7 +449,7 @@ REPORT="$WORK/report.md"
   echo "- $pg_version: one private cluster (\`scripts/pg-test-cluster\`, shared_buffers=1GB, fsync=off) holds both databases: \`$REMOTE_DB\` (the remote side: \`big\`) and \`$APP_DB\` (pgfed's upstream: \`local_100k\`, the copy \`big_local\`, and the foreign table \`big\` on server \`bench_srv\` = FOREIGN DATA WRAPPER postgres pointing at \`$REMOTE_DB\` over TCP 127.0.0.1). Both 10M-row tables are larger than shared_buffers and are read from the warm OS page cache."
   echo "- Data: \`big\` $ROWS rows (id bigint primary key, customer_id int, amount numeric(12,2), created_at timestamptz, note text), ${HEAP_MB} MB heap, ${BIG_MB} MB with its index; \`big_local\` is a file copy of it; \`local_100k\` $LOCAL_ROWS rows, index on segment, 100 rows with segment 'x' whose big_id are spread over the whole id range."
   echo "- pgfed: $pgfed_version; repo HEAD when the benchmark ran: $git_rev; default engine settings (memory pool 512 MB, batch 8192)."
-  echo "- Times are psql's \`\\timing\` (first byte sent to last row received, connection set-up excluded), rows written to /dev/null (scan: to \`wc -lc\`). Targets alternate per run; median and min of $RUNS runs ($SCAN_RUNS for the scan), after one warm-up read of each table."
+  echo "- Times are psql's \`\\timing\` (first byte sent to last row received, connection set-up excluded), rows written to /dev/null; the scan is timed by the wall clock of the whole psql run (psql's \`\\timing\` leaves out printing under FETCH_COUNT), its rows piped to \`wc -lc\`. Targets alternate per run; median and min of $RUNS runs ($SCAN_RUNS for the scan), after one warm-up read of each table."
   echo
   echo "Reproduce: \`$cmd\` (the first run also builds the data, ~5 min; add \`--no-doc\` to only print)"
   echo
