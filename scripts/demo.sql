@@ -11,6 +11,9 @@
 -- 15,000 order items. The column types are chosen to exercise the wire
 -- protocol: integer/bigint/smallint, numeric, text, char, boolean, date,
 -- timestamptz, jsonb, text[], uuid, an enum, NULLs and non-ASCII text.
+--
+-- scripts/demo-remote.sql holds these customers' page views in a second database, which the
+-- quick start makes a foreign table of through pgfed (analytics.page_views).
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
