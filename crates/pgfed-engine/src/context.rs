@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pgfed_catalog::{ForeignTable, Server, Snapshot};
+use pgfed_catalog::{ForeignTable, Privilege, Server, Snapshot};
 use pgfed_connector_sdk::{NoticeSink, ScanContext};
 use pgfed_session::UpstreamSession;
 use tokio_util::sync::CancellationToken;
@@ -28,10 +28,20 @@ pub trait CatalogAccess: Send + Sync {
 
     /// Fails with Postgres's own 42501 when the session's user may not SELECT from `table`.
     async fn check_select(&self, session: &dyn UpstreamSession, table: &ForeignTable) -> Result<(), EngineError>;
+
+    /// Fails with Postgres's own 42501 when the session's user lacks `privilege` on `table`
+    /// (INSERT/UPDATE of the listed columns, DELETE, SELECT of the columns a write reads in its
+    /// WHERE, SET or RETURNING). Called before any row is written.
+    async fn check_privilege(
+        &self,
+        session: &dyn UpstreamSession,
+        table: &ForeignTable,
+        privilege: &Privilege,
+    ) -> Result<(), EngineError>;
 }
 
 /// [`CatalogAccess`] through pgfed-catalog's own functions (`user_mapping`, `check_privilege`
-/// with SELECT on the shadow table): what the proxy uses.
+/// on the shadow table): what the proxy uses.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CatalogStore;
 
@@ -47,6 +57,15 @@ impl CatalogAccess for CatalogStore {
 
     async fn check_select(&self, session: &dyn UpstreamSession, table: &ForeignTable) -> Result<(), EngineError> {
         Ok(pgfed_catalog::check_privilege(session, table, &pgfed_catalog::Privilege::Select(Vec::new())).await?)
+    }
+
+    async fn check_privilege(
+        &self,
+        session: &dyn UpstreamSession,
+        table: &ForeignTable,
+        privilege: &Privilege,
+    ) -> Result<(), EngineError> {
+        Ok(pgfed_catalog::check_privilege(session, table, privilege).await?)
     }
 }
 

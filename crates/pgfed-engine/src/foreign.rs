@@ -43,6 +43,8 @@ pub(crate) struct ForeignProvider {
     pub attnums: Vec<i16>,
     pub pg_types: Vec<(pgfed_encode::PgType, i32)>,
     pub runtime: Arc<Runtime>,
+    /// The catalog entry, for privilege checks of writes.
+    pub catalog: pgfed_catalog::ForeignTable,
 }
 
 impl fmt::Debug for ForeignProvider {

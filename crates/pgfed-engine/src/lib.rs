@@ -32,6 +32,8 @@ mod remote;
 mod resolve;
 mod semantics;
 mod stream;
+mod txn;
+mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,8 +49,10 @@ use pgfed_connector_sdk::Wrapper;
 pub use context::{CatalogAccess, CatalogStore, StatementContext};
 pub use error::EngineError;
 pub use params::Param;
+pub use pgfed_catalog::Privilege;
 pub use planner::{OutputColumn, Prepared};
 pub use stream::ResultStream;
+pub use txn::TxnMode;
 
 /// Engine settings (from pgfed's configuration).
 #[derive(Debug, Clone)]
@@ -125,6 +129,7 @@ impl Engine {
             engine: self.clone(),
             wrappers: SessionWrappers { instances: Mutex::default(), shared: self.wrappers.clone() },
             collation: tokio::sync::OnceCell::new(),
+            txn: Arc::default(),
         }
     }
 }
@@ -135,6 +140,8 @@ pub struct EngineSession {
     wrappers: SessionWrappers,
     /// The database's default collation, read once per session (it cannot change).
     collation: tokio::sync::OnceCell<String>,
+    /// Connector transaction hooks of the client's current transaction block.
+    txn: Arc<txn::Transactions>,
 }
 
 impl std::fmt::Debug for EngineSession {
@@ -188,6 +195,40 @@ impl EngineSession {
             })
             .await?
             .clone();
-        planner::prepare(&self.engine.base, &self.wrappers, sql, param_type_oids, ctx, collation).await
+        planner::prepare(&self.engine.base, &self.wrappers, sql, param_type_oids, ctx, collation, self.txn.clone())
+            .await
+    }
+
+    /// Whether a statement of the current transaction block began a remote transaction (a
+    /// foreign table was used with [`TxnMode::Block`]). Cheap.
+    pub async fn in_remote_transaction(&self) -> bool {
+        self.txn.any().await
+    }
+
+    /// Call when the client's COMMIT (or an `END`, or a COMMIT PREPARED-less `COMMIT AND CHAIN`)
+    /// reaches pgfed, **before** forwarding it upstream: every foreign table used in the block
+    /// commits its remote work (`ForeignTable::pre_commit`). On error, do not forward the COMMIT:
+    /// answer the client with the error, send `ROLLBACK` upstream instead and call
+    /// [`EngineSession::rollback`] (as Postgres aborts a transaction whose pre-commit step
+    /// fails). Idempotent; returns at once when no foreign table was used.
+    pub async fn pre_commit(&self) -> Result<(), EngineError> {
+        self.txn.pre_commit().await
+    }
+
+    /// Call after the upstream answered the COMMIT (whether it succeeded or not: by then the
+    /// remote work is committed, there is no two-phase commit). Forgets the block's tables.
+    /// Idempotent and cheap when nothing was touched.
+    pub async fn commit(&self) {
+        self.txn.commit().await
+    }
+
+    /// Call when the block ends any other way: the client's ROLLBACK (or a COMMIT of a failed
+    /// transaction, which Postgres turns into a rollback), a failed [`EngineSession::pre_commit`],
+    /// or the session closing mid-transaction. Undoes every remote transaction of the block.
+    /// Idempotent and cheap when nothing was touched. `ROLLBACK TO SAVEPOINT` cannot undo remote
+    /// work (the SDK has no savepoint hook): the proxy should refuse it after a remote write.
+    pub async fn rollback(&self) {
+        self.txn.settle().await;
+        self.txn.rollback().await
     }
 }

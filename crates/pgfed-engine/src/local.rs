@@ -408,13 +408,13 @@ impl ExecutionPlan for LocalQueryExec {
 }
 
 /// Per result column: how to decode it and the type the plan expects.
-struct Decoders {
+pub(crate) struct Decoders {
     columns: Vec<(PgType, i32, Option<String>)>,
     schema: SchemaRef,
 }
 
 impl Decoders {
-    fn new(fields: &[FieldInfo], schema: &SchemaRef) -> Result<Self, EngineError> {
+    pub(crate) fn new(fields: &[FieldInfo], schema: &SchemaRef) -> Result<Self, EngineError> {
         if fields.len() != schema.fields().len() {
             return Err(EngineError::Internal(format!(
                 "local query returned {} columns, the plan expects {}",
@@ -453,7 +453,7 @@ impl Decoders {
         Ok(Decoders { columns, schema: schema.clone() })
     }
 
-    fn batch(&self, rows: &[DataRow]) -> Result<RecordBatch, EngineError> {
+    pub(crate) fn batch(&self, rows: &[DataRow]) -> Result<RecordBatch, EngineError> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (i, ((pg_type, typmod, tz), field)) in self.columns.iter().zip(self.schema.fields()).enumerate() {
             let mut col = BinaryColumn::new(pg_type, *typmod, tz.as_deref()).map_err(decode_error)?;

@@ -33,7 +33,9 @@ use crate::local::{LocalPlanner, LocalProvider, collapse};
 use crate::params::{Param, bind};
 use crate::resolve::{plan_type, resolve};
 use crate::semantics;
-use crate::stream::ResultStream;
+use crate::stream::{ResultStream, Tag};
+use crate::txn::{Hooks, Touched, Transactions, TxnMode};
+use crate::write::WritePlan;
 use crate::{EngineError, SessionWrappers};
 
 /// A result column as RowDescription describes it.
@@ -49,9 +51,14 @@ pub struct OutputColumn {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Query,
-    Explain { analyze: bool, verbose: bool },
+    Explain {
+        analyze: bool,
+        verbose: bool,
+    },
+    /// INSERT, UPDATE or DELETE on a foreign table (see `write`).
+    Write,
 }
 
 /// A planned statement, ready to run (more than once, one execution at a time).
@@ -60,14 +67,19 @@ pub struct Prepared {
     pub param_types: Vec<PgType>,
     /// For RowDescription.
     pub columns: Vec<OutputColumn>,
-    kind: Kind,
-    plan: LogicalPlan,
-    planned_param_types: Vec<DataType>,
-    state: SessionState,
-    runtime: Arc<Runtime>,
-    ctx: StatementContext,
-    tz: String,
-    collation: String,
+    pub(crate) kind: Kind,
+    /// For a write: the plan of the rows to write.
+    pub(crate) plan: LogicalPlan,
+    pub(crate) planned_param_types: Vec<DataType>,
+    pub(crate) state: SessionState,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) ctx: StatementContext,
+    pub(crate) tz: String,
+    pub(crate) collation: String,
+    /// The foreign tables of the statement, for the transaction hooks.
+    pub(crate) tables: Vec<Touched>,
+    pub(crate) txn: Arc<Transactions>,
+    pub(crate) write: Option<Arc<WritePlan>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -80,9 +92,16 @@ impl std::fmt::Debug for Prepared {
 }
 
 /// The SQL planner's view of the statement's tables and the session's functions.
-struct Provider<'a> {
-    state: &'a SessionState,
-    tables: HashMap<TableReference, Arc<dyn TableSource>>,
+pub(crate) struct Provider<'a> {
+    pub state: &'a SessionState,
+    pub tables: HashMap<TableReference, Arc<dyn TableSource>>,
+}
+
+impl<'a> Provider<'a> {
+    pub(crate) fn new(state: &'a SessionState, providers: &HashMap<TableReference, Arc<dyn TableProvider>>) -> Self {
+        let tables = providers.iter().map(|(r, p)| (r.clone(), provider_as_source(p.clone()))).collect();
+        Provider { state, tables }
+    }
 }
 
 impl ContextProvider for Provider<'_> {
@@ -141,7 +160,7 @@ impl ContextProvider for Provider<'_> {
     }
 }
 
-fn parser_options(state: &SessionState) -> ParserOptions {
+pub(crate) fn parser_options(state: &SessionState) -> ParserOptions {
     let o = &state.config_options().sql_parser;
     ParserOptions {
         parse_float_as_decimal: o.parse_float_as_decimal,
@@ -155,7 +174,7 @@ fn parser_options(state: &SessionState) -> ParserOptions {
 }
 
 /// The statement's kind and the query inside it.
-fn classify(sql: &str) -> Result<(Kind, Statement), EngineError> {
+pub(crate) fn classify(sql: &str) -> Result<(Kind, Statement), EngineError> {
     let mut statements =
         Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| EngineError::Syntax(e.to_string()))?;
     if statements.len() != 1 {
@@ -164,6 +183,7 @@ fn classify(sql: &str) -> Result<(Kind, Statement), EngineError> {
     let statement = statements.remove(0);
     match statement {
         Statement::Query(_) => Ok((Kind::Query, statement)),
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok((Kind::Write, statement)),
         Statement::Explain { analyze, verbose, statement, options, format, .. } => {
             if format.is_some() {
                 return Err(EngineError::Unsupported("EXPLAIN FORMAT".into()));
@@ -211,6 +231,15 @@ fn arrow_time_zone(tz: &str) -> Result<String, EngineError> {
         .map_err(|_| EngineError::Unsupported(format!("TimeZone setting \"{tz}\"")))
 }
 
+/// The plan of one query, its parameters' types (for ParameterDescription) and the Arrow types
+/// they are planned with.
+pub(crate) struct Planned {
+    pub plan: LogicalPlan,
+    pub param_types: Vec<PgType>,
+    pub planned_param_types: Vec<DataType>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn prepare(
     base: &SessionState,
     wrappers: &SessionWrappers,
@@ -218,20 +247,78 @@ pub(crate) async fn prepare(
     param_type_oids: &[u32],
     ctx: StatementContext,
     collation: String,
+    txn: Arc<Transactions>,
 ) -> Result<Prepared, EngineError> {
     let (kind, statement) = classify(sql)?;
     semantics::check_statement(&statement)?;
     let tz = arrow_time_zone(&ctx.time_zone)?;
     let mut state = base.clone();
     state.config_mut().options_mut().execution.time_zone = Some(tz.clone());
-
     let runtime = Arc::new(Runtime::new(&ctx));
+    if let Kind::Write = kind {
+        let session = crate::write::WriteSession { state, wrappers, ctx, runtime, tz, collation, txn };
+        return crate::write::prepare(session, statement, param_type_oids).await;
+    }
+
     let names = semantics::postgres_names(&statement);
+    let providers = resolve_statement(&statement, &ctx, wrappers, &runtime, &tz, None).await?;
+    let tables = touched(&providers);
+    let planned = plan_statement(&state, &providers, statement, param_type_oids, &tz)?;
+    let columns = match kind {
+        Kind::Query | Kind::Write => output_columns(&planned.plan, &names)?,
+        Kind::Explain { .. } => {
+            vec![OutputColumn { name: "QUERY PLAN".into(), pg_type: PgType::Text, typmod: -1, table_oid: 0, attnum: 0 }]
+        }
+    };
+    Ok(Prepared {
+        param_types: planned.param_types,
+        columns,
+        kind,
+        plan: planned.plan,
+        planned_param_types: planned.planned_param_types,
+        state,
+        runtime,
+        ctx,
+        tz,
+        collation,
+        tables,
+        txn,
+        write: None,
+    })
+}
+
+/// The table providers of every relation the statement names.
+pub(crate) async fn resolve_statement(
+    statement: &Statement,
+    ctx: &StatementContext,
+    wrappers: &SessionWrappers,
+    runtime: &Arc<Runtime>,
+    tz: &str,
+    write_target: Option<&TableReference>,
+) -> Result<HashMap<TableReference, Arc<dyn TableProvider>>, EngineError> {
     let df_statement = DFStatement::Statement(Box::new(statement.clone()));
     let (references, _ctes) = datafusion::sql::resolve::resolve_table_references(&df_statement, true)?;
-    let providers = resolve(&references, &ctx, wrappers, &runtime, &tz).await?;
-    let tables = providers.iter().map(|(r, p)| (r.clone(), provider_as_source(p.clone()))).collect();
-    let provider = Provider { state: &state, tables };
+    resolve(&references, ctx, wrappers, runtime, tz, write_target).await
+}
+
+/// The foreign tables among `providers`.
+pub(crate) fn touched(providers: &HashMap<TableReference, Arc<dyn TableProvider>>) -> Vec<Touched> {
+    providers
+        .values()
+        .filter_map(|p| p.downcast_ref::<ForeignProvider>())
+        .map(|f| Touched { name: f.name.clone(), table: f.table.clone() })
+        .collect()
+}
+
+/// Plans a query (or EXPLAIN of one) over resolved tables, with its parameters typed.
+pub(crate) fn plan_statement(
+    state: &SessionState,
+    providers: &HashMap<TableReference, Arc<dyn TableProvider>>,
+    statement: Statement,
+    param_type_oids: &[u32],
+    tz: &str,
+) -> Result<Planned, EngineError> {
+    let provider = Provider::new(state, providers);
 
     // LIMIT $n and OFFSET $n are int8 in Postgres unless the client says otherwise.
     let mut param_type_oids = param_type_oids.to_vec();
@@ -252,10 +339,10 @@ pub(crate) async fn prepare(
         }
         let t = PgType::from_oid(*oid)
             .ok_or_else(|| EngineError::Unsupported(format!("parameter ${} of type OID {oid}", i + 1)))?;
-        declared.push(Some(Arc::new(Field::new(format!("${}", i + 1), plan_type(&t, -1, &tz), true))));
+        declared.push(Some(Arc::new(Field::new(format!("${}", i + 1), plan_type(&t, -1, tz), true))));
     }
     let mut planner_context = PlannerContext::new().with_prepare_param_data_types(declared);
-    let plan = SqlToRel::new_with_options(&provider, parser_options(&state))
+    let plan = SqlToRel::new_with_options(&provider, parser_options(state))
         .sql_statement_to_plan_with_context(statement, &mut planner_context)?;
     semantics::check_plan(&plan)?;
     let plan = semantics::postgres_sums(plan)?;
@@ -277,21 +364,26 @@ pub(crate) async fn prepare(
                 .ok_or_else(|| EngineError::Unsupported(format!("parameter ${} of type OID {oid}", i + 1)))?,
             None => field.as_ref().and_then(|f| PgType::default_for(f.data_type())).unwrap_or(PgType::Text),
         };
-        let planned = field.map(|f| f.data_type().clone()).unwrap_or_else(|| plan_type(&pg, -1, &tz));
+        let planned = field.map(|f| f.data_type().clone()).unwrap_or_else(|| plan_type(&pg, -1, tz));
         param_types.push(pg);
         planned_param_types.push(planned);
     }
-
-    let columns = match kind {
-        Kind::Query => output_columns(&plan, &names)?,
-        Kind::Explain { .. } => {
-            vec![OutputColumn { name: "QUERY PLAN".into(), pg_type: PgType::Text, typmod: -1, table_oid: 0, attnum: 0 }]
-        }
-    };
-    Ok(Prepared { param_types, columns, kind, plan, planned_param_types, state, runtime, ctx, tz, collation })
+    Ok(Planned { plan, param_types, planned_param_types })
 }
 
 impl Prepared {
+    /// Whether this is an INSERT, UPDATE or DELETE (its tag is known only at the end of its
+    /// stream; see [`ResultStream::command_tag`]).
+    pub fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::Write)
+    }
+
+    /// Whether the statement returns rows (RowDescription) or not (NoData: a write without
+    /// RETURNING).
+    pub fn returns_rows(&self) -> bool {
+        !(self.is_write() && self.write.as_ref().is_some_and(|w| !w.has_returning()))
+    }
+
     /// Runs the statement with Bind's parameter values. Rows stream as the plan produces them;
     /// `statement_timeout` counts from here.
     pub async fn execute(&self, params: &[Param]) -> Result<ResultStream, EngineError> {
@@ -306,6 +398,37 @@ impl Prepared {
         params: &[Param],
         cancel: &CancellationToken,
     ) -> Result<ResultStream, EngineError> {
+        self.execute_in(params, cancel, TxnMode::Autocommit).await
+    }
+
+    /// [`Prepared::execute_with`] knowing the client's transaction: `mode` comes from the
+    /// transaction status at the statement's start (`I`: [`TxnMode::Autocommit`], `T`:
+    /// [`TxnMode::Block`]). In a block every foreign table of the statement is begun (connector
+    /// `begin`) before its first use; the proxy must then end the block with
+    /// [`crate::EngineSession::pre_commit`] + [`crate::EngineSession::commit`] or
+    /// [`crate::EngineSession::rollback`]. In autocommit a write begins and commits its tables
+    /// itself when its stream ends.
+    pub async fn execute_in(
+        &self,
+        params: &[Param],
+        cancel: &CancellationToken,
+        mode: TxnMode,
+    ) -> Result<ResultStream, EngineError> {
+        self.txn.settle().await;
+        if mode == TxnMode::Autocommit && self.txn.any().await {
+            // A block ended without the proxy calling commit or rollback: never let its remote
+            // transaction absorb this statement.
+            tracing::warn!("remote transactions of an ended transaction block were left open; rolling them back");
+            self.txn.rollback().await;
+        }
+        let hooks = match (mode, self.kind) {
+            (TxnMode::Block, _) => {
+                self.txn.begin_if_needed(&self.tables).await?;
+                None
+            }
+            (TxnMode::Autocommit, Kind::Write) => Some(Hooks::begin(self.txn.clone(), self.tables.clone()).await?),
+            (TxnMode::Autocommit, _) => None,
+        };
         let started = Instant::now();
         let token = self.runtime.start(cancel, self.ctx.statement_timeout);
         let deadline = self.ctx.statement_timeout.map(|t| started + t);
@@ -314,7 +437,7 @@ impl Prepared {
         let plan = if values.is_empty() {
             self.plan.clone()
         } else {
-            self.plan.clone().with_param_values(ParamValues::from(values))?
+            self.plan.clone().with_param_values(ParamValues::from(values.clone()))?
         };
         // now() and friends are this execution's start.
         let mut state = self.state.clone();
@@ -333,6 +456,11 @@ impl Prepared {
         .create_physical_plan(&collapsed, &state)
         .await?;
         match self.kind {
+            Kind::Write => {
+                let write = self.write.clone().ok_or_else(|| EngineError::Internal("write without its plan".into()))?;
+                let source = execute_stream(physical, state.task_ctx())?;
+                crate::write::run(self, write, source, hooks, &state, values, cancel, token, deadline)
+            }
             Kind::Query => {
                 let schema = output_schema(&physical.schema(), &self.columns);
                 let out = schema.clone();
@@ -343,7 +471,7 @@ impl Prepared {
                             .map_err(|e| EngineError::Internal(e.to_string()))
                     })
                     .boxed();
-                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, "SELECT"))
+                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, Tag::Select))
             }
             Kind::Explain { analyze, verbose } => {
                 let schema = Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]));
@@ -355,7 +483,7 @@ impl Prepared {
                         .map_err(|e| EngineError::Internal(e.to_string()))
                 })
                 .boxed();
-                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, "EXPLAIN"))
+                Ok(ResultStream::new(schema, batches, cancel.clone(), token, deadline, Tag::Fixed("EXPLAIN")))
             }
         }
     }
@@ -405,7 +533,7 @@ async fn explain(
 
 /// RowDescription entries: a column taken unchanged from a table carries the table's OID,
 /// attnum and declared type; anything computed gets the default type of its Arrow type.
-fn output_columns(plan: &LogicalPlan, names: &[Option<String>]) -> Result<Vec<OutputColumn>, EngineError> {
+pub(crate) fn output_columns(plan: &LogicalPlan, names: &[Option<String>]) -> Result<Vec<OutputColumn>, EngineError> {
     let schema = plan.schema();
     let mut out = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {

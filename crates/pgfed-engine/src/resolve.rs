@@ -48,13 +48,17 @@ pub(crate) async fn resolve(
     wrappers: &SessionWrappers,
     runtime: &Arc<Runtime>,
     tz: &str,
+    write_target: Option<&TableReference>,
 ) -> Result<HashMap<TableReference, Arc<dyn TableProvider>>, EngineError> {
     let mut out: HashMap<TableReference, Arc<dyn TableProvider>> = HashMap::new();
     for reference in references {
         if out.contains_key(reference) {
             continue;
         }
-        let provider = resolve_one(reference, ctx, wrappers, runtime, tz).await?;
+        // A write's target gets its privileges checked by the write, column by column: a role
+        // may INSERT without SELECT.
+        let check_select = write_target != Some(reference);
+        let provider = resolve_one(reference, ctx, wrappers, runtime, tz, check_select).await?;
         out.insert(reference.clone(), provider);
     }
     Ok(out)
@@ -66,6 +70,7 @@ async fn resolve_one(
     wrappers: &SessionWrappers,
     runtime: &Arc<Runtime>,
     tz: &str,
+    check_select: bool,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
     let (schema, name) = match reference {
         TableReference::Bare { table } => (None, table.as_ref()),
@@ -77,7 +82,7 @@ async fn resolve_one(
     if let Some(s) = schema
         && let Some(ft) = ctx.catalog.lookup(Some(s), name, &ctx.search_path)
     {
-        return open_foreign(ft, ctx, wrappers, runtime, tz).await;
+        return open_foreign(ft, ctx, wrappers, runtime, tz, check_select).await;
     }
     let quoted = match schema {
         Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
@@ -88,7 +93,7 @@ async fn resolve_one(
         if schema.is_none()
             && let Some(ft) = ctx.catalog.lookup(None, name, &ctx.search_path)
         {
-            return open_foreign(ft, ctx, wrappers, runtime, tz).await;
+            return open_foreign(ft, ctx, wrappers, runtime, tz, check_select).await;
         }
         // Let Postgres say it, in its words and with its SQLSTATE.
         ctx.session.query_text("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[Some(quoted)]).await?;
@@ -97,7 +102,7 @@ async fn resolve_one(
     let text = |row: &Vec<Option<String>>, i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let (nsp, rel) = (text(first, 0), text(first, 1));
     if let Some(ft) = ctx.catalog.lookup(Some(&nsp), &rel, &[]) {
-        return open_foreign(ft, ctx, wrappers, runtime, tz).await;
+        return open_foreign(ft, ctx, wrappers, runtime, tz, check_select).await;
     }
     let oid: u32 = text(first, 2).parse().map_err(|_| EngineError::Internal("bad oid from pg_class".into()))?;
     let mut columns = Vec::new();
@@ -131,6 +136,7 @@ async fn open_foreign(
     wrappers: &SessionWrappers,
     runtime: &Arc<Runtime>,
     tz: &str,
+    check_select: bool,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
     let table_name = format!("{}.{}", ft.schema, ft.name);
     let server = ctx
@@ -140,7 +146,9 @@ async fn open_foreign(
     let wrapper: Arc<dyn Wrapper> = wrappers.get(&server.wrapper).ok_or_else(|| {
         EngineError::plan("42704", format!("foreign-data wrapper \"{}\" is not available in pgfed", server.wrapper))
     })?;
-    ctx.access.check_select(ctx.session.as_ref(), ft).await?;
+    if check_select {
+        ctx.access.check_select(ctx.session.as_ref(), ft).await?;
+    }
     let mapping = ctx.access.user_mapping(ctx.session.as_ref(), server).await?;
     let specs = wrapper.options();
     let connector = |source| EngineError::Connector { table: table_name.clone(), source };
@@ -170,5 +178,6 @@ async fn open_foreign(
         attnums: ft.columns.iter().map(|c| c.attnum).collect(),
         pg_types: ft.columns.iter().map(|c| (c.pg_type.clone(), c.typmod)).collect(),
         runtime: runtime.clone(),
+        catalog: ft.clone(),
     }))
 }

@@ -1,6 +1,8 @@
 //! The result of an execution: batches as the plan produces them, stopped by the client's cancel
 //! or statement_timeout, then a command tag.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
@@ -21,8 +23,20 @@ pub struct ResultStream {
     run: CancellationToken,
     deadline: Option<Instant>,
     rows: u64,
-    tag: &'static str,
+    tag: Tag,
     finished: bool,
+}
+
+/// What the CommandComplete tag counts.
+#[derive(Debug, Clone)]
+pub(crate) enum Tag {
+    /// `SELECT n`: the rows returned.
+    Select,
+    /// A tag without a count.
+    Fixed(&'static str),
+    /// `INSERT 0 n`, `UPDATE n`, `DELETE n`: rows the connector reports written (RETURNING rows
+    /// may be fewer only if the source returns fewer).
+    Write(&'static str, Arc<AtomicU64>),
 }
 
 impl std::fmt::Debug for ResultStream {
@@ -38,7 +52,7 @@ impl ResultStream {
         client: CancellationToken,
         run: CancellationToken,
         deadline: Option<Instant>,
-        tag: &'static str,
+        tag: Tag,
     ) -> Self {
         ResultStream { schema, inner, client, run, deadline, rows: 0, tag, finished: false }
     }
@@ -102,8 +116,13 @@ impl ResultStream {
         self.rows
     }
 
-    /// The CommandComplete tag: `SELECT n` (or `EXPLAIN`).
+    /// The CommandComplete tag: `SELECT n`, `EXPLAIN`, `INSERT 0 n`, `UPDATE n`, `DELETE n`. For
+    /// a write it is final only once [`ResultStream::next`] has returned `None`.
     pub fn command_tag(&self) -> String {
-        if self.tag == "SELECT" { format!("SELECT {}", self.rows) } else { self.tag.to_string() }
+        match &self.tag {
+            Tag::Select => format!("SELECT {}", self.rows),
+            Tag::Fixed(t) => t.to_string(),
+            Tag::Write(prefix, n) => format!("{prefix} {}", n.load(Ordering::Relaxed)),
+        }
     }
 }

@@ -12,7 +12,9 @@ use pgfed_catalog::{ForeignColumn, ForeignTable, Server, Snapshot};
 use pgfed_connector_postgres::PostgresWrapper;
 use pgfed_connector_sdk::{Notice, Wrapper};
 use pgfed_encode::PgType;
-use pgfed_engine::{CatalogAccess, Engine, EngineConfig, EngineError, EngineSession, Param, StatementContext};
+use pgfed_engine::{
+    CatalogAccess, Engine, EngineConfig, EngineError, EngineSession, Param, Privilege, StatementContext,
+};
 use pgfed_session::{TokioPgSession, UpstreamSession};
 use pgfed_testkit::TestPg;
 use proptest::prelude::*;
@@ -32,6 +34,15 @@ impl CatalogAccess for Mappings {
     }
 
     async fn check_select(&self, _session: &dyn UpstreamSession, _table: &ForeignTable) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn check_privilege(
+        &self,
+        _session: &dyn UpstreamSession,
+        _table: &ForeignTable,
+        _privilege: &Privilege,
+    ) -> Result<(), EngineError> {
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use pgfed_catalog::ddl::Ddl;
 use pgfed_catalog::{CatalogError, Snapshot};
 use pgfed_connector_sdk::{NoticeSink, ScanContext};
 use pgfed_encode::ColumnSpec;
-use pgfed_engine::{CatalogStore, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext};
+use pgfed_engine::{
+    CatalogStore, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext, TxnMode,
+};
 use pgfed_proxy::federation::{
     CommandTag, Execution, FedError, FederatedSession, ResultColumns, Statement, UnitContext,
 };
@@ -265,6 +267,9 @@ impl Statement for QueryStatement {
     }
 
     fn columns(&self) -> Option<ResultColumns> {
+        if !self.prepared.returns_rows() {
+            return None;
+        }
         let fields: Vec<Field> = self
             .prepared
             .columns
@@ -287,7 +292,27 @@ impl Statement for QueryStatement {
                 Some(v) => Param::Text(String::from_utf8_lossy(&v).into_owned()),
             })
             .collect();
-        let stream = self.prepared.execute_with(&params, &ctx.cancel).await.map_err(engine_error)?;
+        // Every federated statement is its own remote transaction for now: the proxy does not yet
+        // call EngineSession::pre_commit/commit/rollback at the client's COMMIT/ROLLBACK, and
+        // without them a write inside BEGIN ... COMMIT would never commit remotely. Once it
+        // does, pass TxnMode::Block when ctx.status is b'T'.
+        let mode = TxnMode::Autocommit;
+        let mut stream = self.prepared.execute_in(&params, &ctx.cancel, mode).await.map_err(engine_error)?;
+        if self.prepared.is_write() {
+            // The tag counts rows written, known at the end: run the write to completion, then
+            // send the RETURNING rows (held in memory) and the tag.
+            let mut batches = Vec::new();
+            while let Some(b) = stream.next().await {
+                batches.push(b.map_err(engine_error)?);
+            }
+            let columns = self.columns().map(|c| ResultColumns { schema: stream.schema(), specs: c.specs });
+            return Ok(Execution {
+                columns,
+                settings: self.settings.clone(),
+                rows: futures_util::stream::iter(batches.into_iter().map(Ok)).boxed(),
+                tag: CommandTag::Fixed(stream.command_tag()),
+            });
+        }
         let schema = stream.schema();
         // Output names follow the plan; types and origins follow the prepared description.
         let columns = ResultColumns { schema, specs: specs(&self.prepared.columns) };
