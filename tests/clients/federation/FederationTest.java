@@ -294,7 +294,14 @@ public final class FederationTest {
 
         void eq(Object expected, Object actual, String what) {
             if (!Objects.equals(expected, actual)) {
-                found.add(what + ": expected <" + expected + "> but got <" + actual + ">");
+                String e = String.valueOf(expected);
+                String a = String.valueOf(actual);
+                if (expected != null && actual != null && e.equals(a)) {
+                    // same text, different Java types: name them
+                    e += " (" + expected.getClass().getSimpleName() + ")";
+                    a += " (" + actual.getClass().getSimpleName() + ")";
+                }
+                found.add(what + ": expected <" + e + "> but got <" + a + ">");
             }
         }
 
