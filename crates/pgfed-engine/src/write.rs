@@ -389,6 +389,12 @@ async fn prepare_insert(
         ),
         None => None,
     };
+    if let Some((_, read)) = &returning
+        && !read.is_empty()
+    {
+        let read = dedup(read.clone());
+        access.check_privilege(s.ctx.session.as_ref(), &foreign.catalog, &Privilege::Select(read)).await?;
+    }
     let write = WritePlan {
         op: Op::Insert,
         name: foreign.name.clone(),
