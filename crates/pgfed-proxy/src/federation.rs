@@ -29,7 +29,13 @@ pub struct UnitContext {
     /// The user and database from the client's startup message.
     pub user: String,
     pub database: String,
+    /// Notices for the client (NOTICE, WARNING, INFO severities): the proxy sends them ahead of
+    /// the output it flushes next. Session-wide, so a statement prepared earlier can still use it.
+    pub notices: NoticeQueue,
 }
+
+/// Where notices for the client wait; see [`UnitContext::notices`].
+pub type NoticeQueue = Arc<std::sync::Mutex<Vec<PgError>>>;
 
 /// Why a statement could not be answered.
 #[derive(Debug)]

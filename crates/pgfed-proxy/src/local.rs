@@ -90,12 +90,21 @@ pub(crate) struct LocalState {
     portals: HashMap<String, Portal>,
     pub(crate) cancel: Arc<LocalCancel>,
     fed: Option<Box<dyn FederatedSession>>,
+    notices: crate::federation::NoticeQueue,
 }
 
 impl LocalState {
     pub(crate) fn new(cancel: Arc<LocalCancel>) -> Self {
         let (conn, driver) = pgfed_session::channel();
-        Self { conn, driver, statements: HashMap::new(), portals: HashMap::new(), cancel, fed: None }
+        Self {
+            conn,
+            driver,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            cancel,
+            fed: None,
+            notices: Default::default(),
+        }
     }
 
     /// Runs `work` with this session's upstream connection served, outside any client exchange
@@ -248,6 +257,7 @@ where
         cancel: cancel.clone(),
         user: user.to_string(),
         database: database.to_string(),
+        notices: local.notices.clone(),
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let fed: &dyn FederatedSession = &**local.fed.get_or_insert_with(|| fed.session());
@@ -379,10 +389,17 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
     }
 
     async fn flush(&mut self) -> Result<(), UnitFailure> {
-        if self.out.is_empty() {
+        let notices: Vec<PgError> =
+            std::mem::take(&mut *self.ctx.notices.lock().unwrap_or_else(PoisonError::into_inner));
+        if self.out.is_empty() && notices.is_empty() {
             return Ok(());
         }
-        let out = self.out.split().freeze();
+        let mut framed = BytesMut::new();
+        for n in &notices {
+            n.to_frame_into(&mut framed);
+        }
+        framed.unsplit(self.out.split());
+        let out = framed.freeze();
         *self.client.bytes_out += out.len() as u64;
         self.client.w.write_all(&out).await.map_err(|_| UnitFailure::ClientGone)?;
         self.client.w.flush().await.map_err(|_| UnitFailure::ClientGone)

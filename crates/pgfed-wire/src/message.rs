@@ -9,6 +9,8 @@ pub enum Severity {
     Fatal,
     Notice,
     Warning,
+    Info,
+    Debug,
 }
 
 impl Severity {
@@ -18,6 +20,8 @@ impl Severity {
             Severity::Fatal => "FATAL",
             Severity::Notice => "NOTICE",
             Severity::Warning => "WARNING",
+            Severity::Info => "INFO",
+            Severity::Debug => "DEBUG",
         }
     }
 }
@@ -65,7 +69,7 @@ impl PgError {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let tag = match self.severity {
             Severity::Error | Severity::Fatal => b'E',
-            Severity::Notice | Severity::Warning => b'N',
+            Severity::Notice | Severity::Warning | Severity::Info | Severity::Debug => b'N',
         };
         let start = out.len();
         out.push(tag);

@@ -40,12 +40,22 @@ pub fn bootstrap_sql() -> &'static str {
 /// Runs the bootstrap script in the session. Idempotent. A role that may not create the schema
 /// gets [`CatalogError::BootstrapDenied`] (42501, with a hint naming the script).
 pub async fn bootstrap(session: &dyn UpstreamSession) -> Result<(), CatalogError> {
+    // The script's `... IF EXISTS` notices are noise for the client whose DDL triggered it;
+    // quieten them for the script only (transaction-local, then put back).
+    let previous = session
+        .query_text("SELECT pg_catalog.current_setting('client_min_messages')", &[])
+        .await?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .unwrap_or_else(|| "notice".into());
+    session.execute("SELECT pg_catalog.set_config('client_min_messages', 'warning', true)", &[]).await?;
     for statement in crate::lex::split_statements(BOOTSTRAP_SQL) {
         session.execute(statement, &[]).await.map_err(|e| match e {
             UpstreamError::Server { ref code, .. } if code == "42501" => CatalogError::BootstrapDenied(e),
             e => CatalogError::Upstream(e),
         })?;
     }
+    session.execute("SELECT pg_catalog.set_config('client_min_messages', $1, true)", &[Some(previous)]).await?;
     Ok(())
 }
 
