@@ -5,3 +5,4 @@
 
 mod clients;
 mod core;
+mod writes;
