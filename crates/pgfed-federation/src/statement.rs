@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use pgfed_catalog::ddl::Ddl;
 use pgfed_catalog::{CatalogError, Snapshot};
-use pgfed_connector_sdk::{NoticeSink, ScanContext};
+use pgfed_connector_sdk::{Notice, NoticeLevel, NoticeSink, ScanContext};
 use pgfed_encode::ColumnSpec;
 use pgfed_engine::{
     CatalogStore, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext, TxnMode,
@@ -16,20 +16,133 @@ use pgfed_proxy::federation::{
     CommandTag, Execution, FedError, FederatedSession, ResultColumns, Statement, UnitContext,
 };
 use pgfed_session::UpstreamSession;
-use pgfed_wire::PgError;
+use pgfed_wire::{PgError, Severity};
 
 use crate::Inner;
 use crate::facts;
 
 pub(crate) struct Session {
     inner: Arc<Inner>,
+    txn: Arc<SessionTxn>,
+}
+
+/// The session's engine state and whether its transaction block has remote work to settle.
+struct SessionTxn {
     engine: EngineSession,
+    /// Mirrors [`EngineSession::in_remote_transaction`] after each statement, for the proxy's
+    /// synchronous routing of COMMIT/ROLLBACK.
+    remote: std::sync::atomic::AtomicBool,
+}
+
+impl SessionTxn {
+    async fn refresh(&self) {
+        let open = self.engine.in_remote_transaction().await;
+        self.remote.store(open, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Session {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         let engine = inner.engine.session();
-        Session { inner, engine }
+        Session { inner, txn: Arc::new(SessionTxn { engine, remote: std::sync::atomic::AtomicBool::new(false) }) }
+    }
+}
+
+/// How a transaction-control statement ends a block with remote work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnEnd {
+    Commit,
+    Rollback,
+}
+
+/// Classifies COMMIT/END/ROLLBACK/ABORT (also `... AND CHAIN`); refuses what cannot settle remote
+/// work: ROLLBACK TO SAVEPOINT (connectors have no savepoints) and PREPARE TRANSACTION.
+fn txn_end(sql: &str) -> Option<Result<TxnEnd, FedError>> {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let refuse = |what: &str| {
+        Some(Err(FedError::Pg(
+            PgError::error(
+                "0A000",
+                format!("{what} is not supported after a foreign table was used in the transaction"),
+            )
+            .with_hint("Commit or roll back the whole transaction."),
+        )))
+    };
+    match words.first().map(String::as_str)? {
+        "commit" | "end" => Some(Ok(TxnEnd::Commit)),
+        "abort" => Some(Ok(TxnEnd::Rollback)),
+        "rollback" => match words.get(1).map(String::as_str) {
+            Some("to") => refuse("ROLLBACK TO SAVEPOINT"),
+            Some("prepared") => refuse("ROLLBACK PREPARED"),
+            _ => Some(Ok(TxnEnd::Rollback)),
+        },
+        "prepare" if words.get(1).is_some_and(|w| w == "transaction") => refuse("PREPARE TRANSACTION"),
+        _ => None,
+    }
+}
+
+/// The client's COMMIT or ROLLBACK of a block in which foreign tables were used.
+struct TxnStatement {
+    sql: String,
+    end: TxnEnd,
+    txn: Arc<SessionTxn>,
+}
+
+#[async_trait]
+impl Statement for TxnStatement {
+    fn param_types(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        None
+    }
+
+    async fn execute(
+        &self,
+        _params: Vec<pgfed_proxy::federation::Param>,
+        ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        let engine = &self.txn.engine;
+        let result = match self.end {
+            // COMMIT of a failed block: Postgres rolls back (and says ROLLBACK).
+            TxnEnd::Commit if ctx.status == b'E' => {
+                let tag = ctx.session.execute(&self.sql, &[]).await;
+                engine.rollback().await;
+                tag.map_err(FedError::from)
+            }
+            TxnEnd::Commit => match engine.pre_commit().await {
+                Ok(()) => {
+                    let tag = ctx.session.execute(&self.sql, &[]).await;
+                    // The remote work is committed whatever the upstream says: no two-phase commit.
+                    engine.commit().await;
+                    tag.map_err(FedError::from)
+                }
+                Err(e) => {
+                    let _ = ctx.session.execute("ROLLBACK", &[]).await;
+                    engine.rollback().await;
+                    Err(engine_error(e))
+                }
+            },
+            TxnEnd::Rollback => {
+                let tag = ctx.session.execute(&self.sql, &[]).await;
+                engine.rollback().await;
+                tag.map_err(FedError::from)
+            }
+        };
+        self.txn.refresh().await;
+        let tag = result?;
+        Ok(Execution {
+            columns: None,
+            settings: Default::default(),
+            rows: futures_util::stream::empty().boxed(),
+            tag: CommandTag::Fixed(tag),
+        })
     }
 }
 
@@ -60,14 +173,43 @@ pub(crate) fn catalog_error(e: CatalogError) -> FedError {
     FedError::Pg(err)
 }
 
-fn no_notices() -> NoticeSink {
-    // Notices from connectors are dropped until the proxy can interleave them with rows.
-    Arc::new(|_| {})
+/// Connector notices (Multicorn's log_to_postgres) for the client. DEBUG ones are dropped:
+/// pgfed does not follow client_min_messages yet, and Postgres hides DEBUG by default.
+fn notices(queue: &pgfed_proxy::federation::NoticeQueue) -> NoticeSink {
+    let queue = queue.clone();
+    Arc::new(move |n: Notice| {
+        let (severity, code) = match n.level {
+            NoticeLevel::Debug => return,
+            NoticeLevel::Info => (Severity::Info, "00000"),
+            NoticeLevel::Notice => (Severity::Notice, "00000"),
+            NoticeLevel::Warning => (Severity::Warning, "01000"),
+        };
+        let mut e = PgError::new(severity, code, n.message);
+        e.detail = n.detail;
+        e.hint = n.hint;
+        if let Ok(mut q) = queue.lock() {
+            q.push(e);
+        }
+    })
 }
 
 #[async_trait]
 impl FederatedSession for Session {
+    fn in_remote_transaction(&self) -> bool {
+        self.txn.remote.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn abandon(&self) {
+        self.txn.engine.rollback().await;
+    }
+
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
+        if let Some(end) = txn_end(sql) {
+            if !self.in_remote_transaction() {
+                return Err(FedError::NotMine);
+            }
+            return Ok(Arc::new(TxnStatement { sql: sql.to_string(), end: end?, txn: self.txn.clone() }));
+        }
         let parts = pgfed_catalog::split_statements(sql);
         if parts.len() > 1 && parts.iter().any(|p| pgfed_catalog::ddl::parse(p).is_some()) {
             return self.script(&parts, ctx).await;
@@ -97,10 +239,10 @@ impl FederatedSession for Session {
             statement_timeout: facts.statement_timeout,
             require_pushdown: facts.require_pushdown,
             cancel: ctx.cancel.clone(),
-            notices: no_notices(),
+            notices: notices(&ctx.notices),
         };
-        let prepared = self.engine.prepare(sql, param_types, sctx).await.map_err(engine_error)?;
-        Ok(Arc::new(QueryStatement { prepared, settings: facts.settings }))
+        let prepared = self.txn.engine.prepare(sql, param_types, sctx).await.map_err(engine_error)?;
+        Ok(Arc::new(QueryStatement { prepared, settings: facts.settings, txn: self.txn.clone() }))
     }
 }
 
@@ -173,8 +315,12 @@ impl Statement for Script {
         _params: Vec<pgfed_proxy::federation::Param>,
         ctx: &UnitContext,
     ) -> Result<Execution, FedError> {
-        let scan =
-            ScanContext { cancel: ctx.cancel.clone(), deadline: None, notices: no_notices(), user: ctx.user.clone() };
+        let scan = ScanContext {
+            cancel: ctx.cancel.clone(),
+            deadline: None,
+            notices: notices(&ctx.notices),
+            user: ctx.user.clone(),
+        };
         let mut tags = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let tag = match step {
@@ -224,8 +370,12 @@ impl Statement for DdlStatement {
         _params: Vec<pgfed_proxy::federation::Param>,
         ctx: &UnitContext,
     ) -> Result<Execution, FedError> {
-        let scan =
-            ScanContext { cancel: ctx.cancel.clone(), deadline: None, notices: no_notices(), user: ctx.user.clone() };
+        let scan = ScanContext {
+            cancel: ctx.cancel.clone(),
+            deadline: None,
+            notices: notices(&ctx.notices),
+            user: ctx.user.clone(),
+        };
         let tag = pgfed_catalog::execute_ddl(&ctx.session, &self.inner.registry, &self.ddl, &scan)
             .await
             .map_err(catalog_error)?;
@@ -246,6 +396,7 @@ impl Statement for DdlStatement {
 struct QueryStatement {
     prepared: Prepared,
     settings: pgfed_encode::TextSettings,
+    txn: Arc<SessionTxn>,
 }
 
 fn specs(columns: &[OutputColumn]) -> Vec<ColumnSpec> {
@@ -292,12 +443,14 @@ impl Statement for QueryStatement {
                 Some(v) => Param::Text(String::from_utf8_lossy(&v).into_owned()),
             })
             .collect();
-        // Every federated statement is its own remote transaction for now: the proxy does not yet
-        // call EngineSession::pre_commit/commit/rollback at the client's COMMIT/ROLLBACK, and
-        // without them a write inside BEGIN ... COMMIT would never commit remotely. Once it
-        // does, pass TxnMode::Block when ctx.status is b'T'.
-        let mode = TxnMode::Autocommit;
-        let mut stream = self.prepared.execute_in(&params, &ctx.cancel, mode).await.map_err(engine_error)?;
+        // Inside a block, remote work joins one remote transaction per table, settled when the
+        // client's COMMIT/ROLLBACK passes (TxnStatement); otherwise the statement is its own.
+        let mode = if ctx.status == b'T' { TxnMode::Block } else { TxnMode::Autocommit };
+        let executed = self.prepared.execute_in(&params, &ctx.cancel, mode).await;
+        if mode == TxnMode::Block {
+            self.txn.refresh().await;
+        }
+        let mut stream = executed.map_err(engine_error)?;
         if self.prepared.is_write() {
             // The tag counts rows written, known at the end: run the write to completion, then
             // send the RETURNING rows (held in memory) and the tag.

@@ -169,6 +169,30 @@ pub trait Federation: Send + Sync + 'static {
 /// One client session's side of the federation.
 #[async_trait]
 pub trait FederatedSession: Send + Sync {
+    /// Whether the client's transaction block holds remote work that its COMMIT or ROLLBACK must
+    /// settle: while true, the proxy hands transaction-control statements to [`Self::prepare`].
+    /// Cheap and synchronous.
+    fn in_remote_transaction(&self) -> bool {
+        false
+    }
+
+    /// The session ends (whatever the transaction status): undo remote work still open.
+    async fn abandon(&self) {}
+
     /// Plans one statement. `param_types` are Parse's (0: unspecified).
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError>;
+}
+
+/// Whether a statement text starts with a transaction-control keyword that ends a block
+/// (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION). Such statements are allowed in an aborted
+/// transaction.
+pub fn ends_transaction(sql: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(sql);
+    let first = text
+        .trim_start_matches(|c: char| c.is_whitespace() || c == ';')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(first.as_str(), "commit" | "end" | "rollback" | "abort" | "prepare")
 }

@@ -179,6 +179,23 @@ impl LocalState {
         }
     }
 
+    /// Whether an ordinary transaction-control statement must come to pgfed because the block
+    /// holds remote work.
+    pub(crate) fn claims_transaction_end(&self, text: &[u8]) -> bool {
+        self.fed.as_ref().is_some_and(|f| f.in_remote_transaction()) && crate::federation::ends_transaction(text)
+    }
+
+    /// The session ends: remote work still open is undone.
+    pub(crate) async fn abandon(self) {
+        // Portals (and their streams) go first: they may hold the remote transactions.
+        drop(self.portals);
+        if let Some(f) = &self.fed
+            && f.in_remote_transaction()
+        {
+            f.abandon().await;
+        }
+    }
+
     /// A simple Query destroys the unnamed statement and portal, as in Postgres.
     pub(crate) fn on_simple_query(&mut self) {
         self.statements.remove("");
@@ -451,7 +468,12 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
             || match tag {
                 frontend::SYNC | frontend::FLUSH => true,
                 frontend::PARSE => match Parse::read(frame) {
-                    Some(p) => router_claims(p.query.as_bytes()) || self.statements.contains_key(p.name),
+                    Some(p) => {
+                        router_claims(p.query.as_bytes())
+                            || self.statements.contains_key(p.name)
+                            || (self.fed.in_remote_transaction()
+                                && crate::federation::ends_transaction(p.query.as_bytes()))
+                    }
                     // Malformed: Postgres will say so.
                     None => false,
                 },
@@ -489,7 +511,9 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
             let _ = self.fail(e).await;
             return false;
         };
-        if let Some(e) = self.aborted() {
+        if !crate::federation::ends_transaction(sql.as_bytes())
+            && let Some(e) = self.aborted()
+        {
             let _ = self.fail(e).await;
             return false;
         }
@@ -517,7 +541,9 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                 format!("prepared statement \"{}\" already exists", p.name),
             )));
         }
-        if let Some(e) = self.aborted() {
+        if !crate::federation::ends_transaction(p.query.as_bytes())
+            && let Some(e) = self.aborted()
+        {
             return Err(e);
         }
         let statement = self.fed.prepare(p.query, &p.param_types, &self.ctx).await?;

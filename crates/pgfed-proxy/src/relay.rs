@@ -334,6 +334,9 @@ impl<'a> Relay<'a> {
     /// that dropping it drops both connections.
     pub(crate) async fn run(mut self, signals: &Signals) -> (Ending, Stats) {
         let ending = self.relay(signals).await;
+        if let Some(local) = self.local.take() {
+            local.abandon().await;
+        }
         self.finish(&ending).await;
         (ending, self.stats)
     }
@@ -468,8 +471,11 @@ impl<'a> Relay<'a> {
                                 (message::parse_query_text(frame), pgfed_wire::extended::bind_names_of_parse(frame))
                             };
                             // A malformed body is Postgres's to reject, with its own message.
-                            let routed =
-                                !std::mem::take(&mut self.bypass_next) && text.is_some_and(|t| route(self.shared, t));
+                            let routed = !std::mem::take(&mut self.bypass_next)
+                                && text.is_some_and(|t| {
+                                    route(self.shared, t)
+                                        || self.local.as_ref().is_some_and(|l| l.claims_transaction_end(t))
+                                });
                             if !routed && let Some(l) = self.local.as_mut() {
                                 match name {
                                     None => l.on_simple_query(),

@@ -78,3 +78,60 @@ async fn insert_update_delete_through_pgfed() {
     assert_eq!(e.code().map(|c| c.code()), Some("22003"), "{e}");
     assert_eq!(c.execute(&format!("DELETE FROM {n}"), &[]).await.expect("delete all"), 1);
 }
+
+/// Remote writes inside BEGIN ... COMMIT/ROLLBACK follow the client's transaction: kept on
+/// COMMIT, undone on ROLLBACK (also when a later error aborted the block), and ROLLBACK TO
+/// SAVEPOINT is refused once remote work exists.
+#[tokio::test]
+async fn writes_follow_the_client_transaction() {
+    let proxy = start().await;
+    let mut c = proxy.connect("postgres", None).await;
+    let pg = &proxy.pg;
+    let n = format!("wtx_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let direct = pg.superuser().await;
+    direct.batch_execute(&format!("CREATE TABLE {n}_remote (id int PRIMARY KEY, v text)")).await.expect("remote");
+    c.batch_execute(&format!(
+        "CREATE SERVER {n}_srv FOREIGN DATA WRAPPER postgres OPTIONS (host '{}', port '{}', dbname '{}');
+         CREATE USER MAPPING FOR PUBLIC SERVER {n}_srv OPTIONS (user 'postgres');
+         CREATE FOREIGN TABLE {n} (id int, v text) SERVER {n}_srv OPTIONS (table_name '{n}_remote');",
+        pg.host, pg.port, pg.db
+    ))
+    .await
+    .expect("DDL");
+    let remote = |sql: String| {
+        let direct = &direct;
+        async move { direct.query_one(&sql, &[]).await.expect("count").get::<_, i64>(0) }
+    };
+
+    // ROLLBACK undoes the remote insert.
+    let tx = c.transaction().await.expect("begin");
+    tx.execute(&format!("INSERT INTO {n} VALUES (1, 'rolled back')"), &[]).await.expect("insert");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(remote(format!("SELECT count(*) FROM {n}_remote")).await, 0);
+
+    // COMMIT keeps it, with the upstream's local work in the same block.
+    let tx = c.transaction().await.expect("begin");
+    tx.execute(&format!("INSERT INTO {n} VALUES (2, 'kept')"), &[]).await.expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(remote(format!("SELECT count(*) FROM {n}_remote WHERE id = 2")).await, 1);
+
+    // An error later in the block: COMMIT becomes ROLLBACK, remote work included.
+    c.batch_execute("BEGIN").await.expect("begin");
+    c.batch_execute(&format!("INSERT INTO {n} VALUES (3, 'doomed')")).await.expect("insert");
+    let _ = c.batch_execute("SELECT 1/0").await.expect_err("error");
+    let msgs = c.simple_query("COMMIT").await.expect("commit of a failed block");
+    let tag = msgs.iter().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(_) => Some(()),
+        _ => None,
+    });
+    assert!(tag.is_some());
+    assert_eq!(remote(format!("SELECT count(*) FROM {n}_remote WHERE id = 3")).await, 0);
+
+    // ROLLBACK TO SAVEPOINT cannot undo remote work: refused.
+    c.batch_execute("BEGIN; SAVEPOINT s").await.expect("block");
+    c.batch_execute(&format!("INSERT INTO {n} VALUES (4, 'x')")).await.expect("insert");
+    let e = c.batch_execute("ROLLBACK TO SAVEPOINT s").await.expect_err("refused");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(remote(format!("SELECT count(*) FROM {n}_remote WHERE id = 4")).await, 0);
+}
