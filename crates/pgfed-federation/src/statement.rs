@@ -226,8 +226,23 @@ impl FederatedSession for Session {
         // The router matched a name in any schema; with the session's real search path the
         // statement may touch no foreign table at all.
         let path: Vec<&str> = facts.search_path.iter().map(String::as_str).collect();
-        if matches!(self.inner.router.route(sql.as_bytes(), &path).route, pgfed_router::Route::Upstream) {
-            return Err(FedError::NotMine);
+        let decision = self.inner.router.route(sql.as_bytes(), &path);
+        match decision.route {
+            pgfed_router::Route::Upstream => return Err(FedError::NotMine),
+            // Text sqlparser cannot read but that names a foreign table: reads and writes are
+            // refused below (the engine cannot parse them either); anything else is Postgres's.
+            _ if decision.path == pgfed_router::Path::Unparsable && !reads_or_writes(sql) => {
+                return Err(FedError::NotMine);
+            }
+            pgfed_router::Route::Pgfed { tables }
+                if tables.is_empty() && decision.path == pgfed_router::Path::Parsed =>
+            {
+                return Err(FedError::Pg(PgError::error(
+                    "0A000",
+                    "FROM ONLY is not supported in statements on foreign tables",
+                )));
+            }
+            _ => {}
         }
         let sctx = StatementContext {
             session: Arc::new(ctx.session.clone()),
@@ -279,6 +294,25 @@ impl Session {
         }
         Ok(Arc::new(Script { inner: self.inner.clone(), steps }))
     }
+}
+
+/// Whether a statement (by its first keyword) reads or writes tables.
+fn reads_or_writes(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase();
+    matches!(
+        first.as_str(),
+        "select"
+            | "with"
+            | "values"
+            | "table"
+            | "insert"
+            | "update"
+            | "delete"
+            | "merge"
+            | "copy"
+            | "declare"
+            | "explain"
+    )
 }
 
 /// Whether a statement (by its first keyword) may return rows.

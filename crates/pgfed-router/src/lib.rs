@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use arc_swap::ArcSwap;
-use sqlparser::ast::{ObjectName, ObjectNamePart, visit_relations};
+use sqlparser::ast::{CopySource, ObjectName, ObjectNamePart, Statement, visit_relations};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -128,10 +128,16 @@ impl Router {
         }
         let text = String::from_utf8_lossy(sql);
         let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, &text) else {
-            return Decision { route: Route::Upstream, path: Path::Unparsable };
+            // Text naming a managed table that sqlparser cannot read (`TABLE t`, `FROM t*`, newer
+            // syntax). Forwarded, it could read the empty shadow table and answer wrongly; pgfed
+            // takes it, refuses what it cannot plan and hands back what does not read tables.
+            return Decision { route: Route::Pgfed { tables: Vec::new() }, path: Path::Unparsable };
         };
         let mut found: Vec<QualifiedName> = Vec::new();
+        // sqlparser reads `FROM ONLY t` as table `only` aliased `t`: pgfed must look closer.
+        let mut only = false;
         let _ = visit_relations(&statements, |rel: &ObjectName| {
+            only |= matches!(rel.0.as_slice(), [part] if part.as_ident().is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only")));
             if let Some(t) = resolve(rel, &managed.tables, search_path)
                 && !found.contains(&t)
             {
@@ -139,7 +145,16 @@ impl Router {
             }
             ControlFlow::<()>::Continue(())
         });
-        let route = if found.is_empty() { Route::Upstream } else { Route::Pgfed { tables: found } };
+        // visit_relations does not see COPY's table.
+        for statement in &statements {
+            if let Statement::Copy { source: CopySource::Table { table_name, .. }, .. } = statement
+                && let Some(t) = resolve(table_name, &managed.tables, search_path)
+                && !found.contains(&t)
+            {
+                found.push(t);
+            }
+        }
+        let route = if found.is_empty() && !only { Route::Upstream } else { Route::Pgfed { tables: found } };
         Decision { route, path: Path::Parsed }
     }
 }
@@ -222,8 +237,20 @@ mod tests {
     }
 
     #[test]
-    fn unparsable_text_goes_upstream_for_postgres_to_report() {
-        let d = route(&router(), "selec * frm events");
-        assert_eq!(d, Decision { route: Route::Upstream, path: Path::Unparsable });
+    fn unparsable_text_naming_a_managed_table_comes_to_pgfed() {
+        // Forwarded, `TABLE events` would read the empty shadow table.
+        for sql in ["selec * frm events", "TABLE events", "select count(*) from events*"] {
+            let d = route(&router(), sql);
+            assert_eq!(d, Decision { route: Route::Pgfed { tables: Vec::new() }, path: Path::Unparsable }, "{sql}");
+        }
+        assert_eq!(route(&router(), "selec * frm nothing_managed").route, Route::Upstream);
+    }
+
+    #[test]
+    fn only_and_copy_are_looked_at() {
+        assert!(matches!(route(&router(), "select count(*) from only events").route, Route::Pgfed { .. }));
+        let copy = route(&router(), "copy events to stdout");
+        assert_eq!(copy.route, Route::Pgfed { tables: vec![QualifiedName::new("public", "events")] });
+        assert_eq!(route(&router(), "copy other_table to stdout").route, Route::Upstream);
     }
 }
