@@ -72,7 +72,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&validated.config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // DataFusion plans and pgfed's plan rewrites recurse over deep expression trees; tokio's
+    // 2 MiB default stack overflows on joins of a few tables, which would abort every session.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgfed: cannot start the runtime: {e}");
