@@ -195,8 +195,25 @@ fn cast_exact(from: &DataType, to: &DataType) -> bool {
         || (*from == DataType::Date32 && *to == DataType::Timestamp(TimeUnit::Microsecond, None))
 }
 
+/// Whether every projection of `plan` is where the unparser writes it as a SELECT list of its
+/// own: at the top (under ORDER BY and LIMIT) or under an alias. Anywhere else it becomes a
+/// derived table named `derived_projection` while the expressions above it still name the
+/// relations inside it.
+fn projections_placed(plan: &LogicalPlan, allowed: bool) -> bool {
+    let (here, below) = match plan {
+        LogicalPlan::Projection(_) => (allowed, false),
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => (true, allowed),
+        LogicalPlan::SubqueryAlias(_) => (true, true),
+        _ => (true, false),
+    };
+    here && plan.inputs().into_iter().all(|c| projections_placed(c, below))
+}
+
 /// Whether every node and expression of `plan` is on the allow-list.
 fn plan_pushable(plan: &LogicalPlan, text_ordering: bool) -> bool {
+    if !projections_placed(plan, true) {
+        return false;
+    }
     let mut ok = true;
     let _ = plan.apply(|node| {
         let (node_ok, schema): (bool, Option<DFSchemaRef>) = match node {
@@ -210,7 +227,7 @@ fn plan_pushable(plan: &LogicalPlan, text_ordering: bool) -> bool {
             LogicalPlan::Filter(f) => (true, Some(f.input.schema().clone())),
             // The unparser loses an OFFSET under a sort that DataFusion gave a fetch.
             LogicalPlan::Limit(l) => (l.skip.is_none(), Some(l.input.schema().clone())),
-            LogicalPlan::SubqueryAlias(_) => (true, None),
+            LogicalPlan::SubqueryAlias(_) => (self_contained(node), None),
             LogicalPlan::Sort(s) => {
                 let schema = s.input.schema().clone();
                 let keys_ok =
@@ -226,6 +243,10 @@ fn plan_pushable(plan: &LogicalPlan, text_ordering: bool) -> bool {
             }
             LogicalPlan::Join(j) => (
                 matches!(j.join_type, JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full)
+                    // Nested joins and filters are written into the enclosing SELECT, which is
+                    // only right for the left input of an inner or left join.
+                    && self_contained(&j.right)
+                    && (matches!(j.join_type, JoinType::Inner | JoinType::Left) || self_contained(&j.left))
                     && !j.on.is_empty()
                     && j.null_equality == NullEquality::NullEqualsNothing,
                 Some(j.schema.clone()),
@@ -434,23 +455,60 @@ fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
 }
 
 /// Every foreign scan of `plan` replaced by a derived table over its remote relation
-/// ([`remote_leaf`]); an alias directly over a scan names the derived table itself.
+/// ([`remote_leaf`]); an alias directly over a scan names the derived table itself, and filters
+/// directly over a scan go inside it.
 fn rename(plan: LogicalPlan) -> Result<LogicalPlan> {
-    match plan {
-        LogicalPlan::SubqueryAlias(a) if matches!(a.input.as_ref(), LogicalPlan::TableScan(_)) => {
-            let LogicalPlan::TableScan(scan) = a.input.as_ref() else { unreachable!() };
-            remote_leaf(scan, &a.alias)
-        }
-        LogicalPlan::TableScan(scan) => remote_leaf(&scan, &scan.table_name),
-        other => other.map_children(|c| Ok(Transformed::yes(rename(c)?))).map(|t| t.data),
+    if let Some((scan, alias, predicates)) = filtered_scan(&plan) {
+        return remote_leaf(scan, alias, predicates);
     }
+    plan.map_children(|c| Ok(Transformed::yes(rename(c)?))).map(|t| t.data)
+}
+
+/// `plan` as a foreign leaf: a scan under any filters (unless it has a limit, which the filters
+/// follow), the whole under at most one alias. Its filters have to be written inside the leaf's
+/// derived table: the unparser writes a filter over a FROM item into the WHERE clause of the
+/// SELECT holding it, which under an alias names a relation no longer in scope, and on the
+/// null-extended side of an outer join filters after the join instead of before.
+fn filtered_scan(plan: &LogicalPlan) -> Option<(&TableScan, &TableReference, Vec<Expr>)> {
+    let (mut inner, alias) = match plan {
+        LogicalPlan::SubqueryAlias(a) => (a.input.as_ref(), Some(&a.alias)),
+        other => (other, None),
+    };
+    let mut predicates = Vec::new();
+    while let LogicalPlan::Filter(f) = inner {
+        predicates.push(f.predicate.clone());
+        inner = f.input.as_ref();
+    }
+    match inner {
+        LogicalPlan::TableScan(scan) if predicates.is_empty() || scan.fetch.is_none() => {
+            Some((scan, alias.unwrap_or(&scan.table_name), predicates))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the unparser writes `plan`, as a join input or under an alias, as a FROM item
+/// holding all of it: a leaf ([`filtered_scan`]), or a node it always writes as a derived table.
+/// A join or a filter over anything else would be spliced into the enclosing SELECT.
+fn self_contained(plan: &LogicalPlan) -> bool {
+    if filtered_scan(plan).is_some() {
+        return true;
+    }
+    let inner = match plan {
+        LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+        other => other,
+    };
+    matches!(
+        inner,
+        LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_)
+    )
 }
 
 /// A foreign scan as the remote sees it: a derived table under the scan's name (`alias`) with
 /// every declared column under its local name, the scan's filters and limit inside, which
 /// unparses to `(SELECT "t"."Remote" AS "local", ... FROM "schema"."t" WHERE ... LIMIT n) AS
 /// "alias"`. It has all the table's columns, not only the scan's: parents name theirs.
-fn remote_leaf(scan: &TableScan, alias: &TableReference) -> Result<LogicalPlan> {
+fn remote_leaf(scan: &TableScan, alias: &TableReference, predicates: Vec<Expr>) -> Result<LogicalPlan> {
     let Some((table, source)) = foreign(scan).and_then(|f| f.table.sql_source().map(|s| (f, s))) else {
         return Err(EngineError::Internal("a pushed scan lost its SQL source".into()).into_datafusion());
     };
@@ -486,7 +544,7 @@ fn remote_leaf(scan: &TableScan, alias: &TableReference) -> Result<LogicalPlan> 
         })
         .map(|t| t.data)
     };
-    let filters = scan.filters.iter().cloned().map(to_remote).collect::<Result<Vec<_>>>()?;
+    let filters = scan.filters.iter().cloned().chain(predicates).map(to_remote).collect::<Result<Vec<_>>>()?;
     if let Some(predicate) = datafusion::logical_expr::utils::conjunction(filters) {
         plan = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(predicate, Arc::new(plan))?);
     }

@@ -1180,3 +1180,74 @@ async fn writes_need_postgres_privileges_on_the_shadow() {
     );
     assert_eq!(direct(&format!("SELECT count(*)::text FROM {s}.items_remote")).await, strings(&[&["2"]]));
 }
+
+#[tokio::test]
+async fn a_filter_pushed_under_an_alias_names_the_alias_in_remote_sql() {
+    let s = "push_alias_filter";
+    let h = items_setup(s, false).await;
+    exec(&format!("CREATE TABLE {s}.tags (id int, tag text); INSERT INTO {s}.tags SELECT g, 'tag ' || g FROM generate_series(1, 20) g;")).await;
+    for (sql, want) in [
+        (
+            "SELECT t.tag, i.name FROM tags t LEFT JOIN items i ON i.id = t.id AND i.id % 3 = 0",
+            format!(
+                "SELECT t.tag, coalesce(i.name, 'NULL') FROM {s}.tags t LEFT JOIN {s}.items_remote i ON i.id = t.id AND i.id % 3 = 0"
+            ),
+        ),
+        (
+            "SELECT t.tag, i.name FROM tags t JOIN items i ON i.id = t.id WHERE i.id % 3 = 1 AND i.qty * 2 > 3",
+            format!(
+                "SELECT t.tag, i.name FROM {s}.tags t JOIN {s}.items_remote i ON i.id = t.id WHERE i.id % 3 = 1 AND i.qty * 2 > 3"
+            ),
+        ),
+        (
+            "SELECT x.id, x.name FROM items AS x WHERE x.id % 5 = 2 AND x.qty + x.id > 10",
+            format!("SELECT x.id::text, x.name FROM {s}.items_remote AS x WHERE x.id % 5 = 2 AND x.qty + x.id > 10"),
+        ),
+        (
+            "SELECT a.id, b.label FROM items a LEFT JOIN makers b ON b.id = a.qty AND b.id % 2 = 0 WHERE a.id % 7 = 1",
+            format!(
+                "SELECT a.id::text, coalesce(b.label, 'NULL') FROM {s}.items_remote a LEFT JOIN {s}.makers_remote b ON b.id = a.qty AND b.id % 2 = 0 WHERE a.id % 7 = 1"
+            ),
+        ),
+        (
+            "SELECT d.n, d.name FROM (SELECT id * 2 AS n, name FROM items WHERE id % 4 = 1) d WHERE d.n % 3 = 0",
+            format!(
+                "SELECT d.n::text, d.name FROM (SELECT id * 2 AS n, name FROM {s}.items_remote WHERE id % 4 = 1) d WHERE d.n % 3 = 0"
+            ),
+        ),
+        (
+            "SELECT x.id, x.label FROM (SELECT i.id, m.label FROM items i JOIN makers m ON m.id = i.qty) x WHERE x.id % 3 = 0",
+            format!(
+                "SELECT x.id::text, x.label FROM (SELECT i.id, m.label FROM {s}.items_remote i JOIN {s}.makers_remote m ON m.id = i.qty) x WHERE x.id % 3 = 0"
+            ),
+        ),
+        (
+            "SELECT x.n, count(*) FROM (SELECT qty AS n FROM items i WHERE i.id % 2 = 0) x JOIN makers m ON m.id = x.n WHERE m.id % 2 = 1 GROUP BY x.n",
+            format!(
+                "SELECT x.n::text, count(*)::text FROM (SELECT qty AS n FROM {s}.items_remote i WHERE i.id % 2 = 0) x JOIN {s}.makers_remote m ON m.id = x.n WHERE m.id % 2 = 1 GROUP BY x.n"
+            ),
+        ),
+        (
+            "SELECT items.id, makers.label FROM items LEFT JOIN makers ON makers.id = items.qty AND makers.id % 2 = 0 \
+             WHERE items.id % 5 = 0",
+            format!(
+                "SELECT items_remote.id::text, coalesce(makers_remote.label, 'NULL') FROM {s}.items_remote \
+                     LEFT JOIN {s}.makers_remote ON makers_remote.id = items_remote.qty AND makers_remote.id % 2 = 0 \
+                     WHERE items_remote.id % 5 = 0"
+            ),
+        ),
+        (
+            "SELECT m.label, d.n FROM makers m FULL JOIN (SELECT qty AS n FROM items WHERE id < 9) d \
+             ON d.n = m.id AND d.n % 2 = 1",
+            format!(
+                "SELECT coalesce(m.label, 'NULL'), coalesce(d.n::text, 'NULL') FROM {s}.makers_remote m FULL JOIN \
+                     (SELECT qty AS n FROM {s}.items_remote WHERE id < 9) d ON d.n = m.id AND d.n % 2 = 1"
+            ),
+        ),
+    ] {
+        let plan = h.explain(s, sql).await;
+        let mut rows = h.run(s, sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}\n{plan}"));
+        rows.sort();
+        assert_eq!(rows, want_sorted(&want).await, "{sql}");
+    }
+}
