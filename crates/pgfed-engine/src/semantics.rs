@@ -16,7 +16,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
@@ -227,6 +228,37 @@ pub(crate) fn postgres_sums(plan: LogicalPlan) -> Result<LogicalPlan, EngineErro
             Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
         })?;
         Ok(Transformed::yes(t.data.recompute_schema()?))
+    })?;
+    Ok(t.data)
+}
+
+/// An integer literal is int4 in Postgres when it fits (bigint only beyond), so `int4_col + 1`
+/// is int4 (and overflows as int4) where DataFusion, reading every integer literal as Int64,
+/// makes it Int64. Rewrites (before type coercion) Int64 literals that fit to Int32, keeping
+/// names. Not LIMIT/OFFSET (the planner wants Int64 there) nor VALUES rows (typed with their
+/// node), nor count's argument (`count(*)` is `count(Int64(1))` to the optimizer and unparser).
+/// -2147483648 stays Int64 as in Postgres, where it is the negation of a bigint literal.
+pub(crate) fn int4_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    let t = plan.transform_up_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
+            return Ok(Transformed::no(node));
+        }
+        let names = NamePreserver::new(&node);
+        let t = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_down(|e| match e {
+                Expr::AggregateFunction(a) if a.func.name() == "count" => {
+                    Ok(Transformed::new(Expr::AggregateFunction(a), false, TreeNodeRecursion::Jump))
+                }
+                Expr::Literal(ScalarValue::Int64(Some(v)), meta) if v > i64::from(i32::MIN) => match i32::try_from(v) {
+                    Ok(v) => Ok(Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v)), meta))),
+                    Err(_) => Ok(Transformed::no(Expr::Literal(ScalarValue::Int64(Some(v)), meta))),
+                },
+                other => Ok(Transformed::no(other)),
+            })?;
+            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
+        })?;
+        if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }
     })?;
     Ok(t.data)
 }

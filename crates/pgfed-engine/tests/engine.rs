@@ -1251,3 +1251,46 @@ async fn a_filter_pushed_under_an_alias_names_the_alias_in_remote_sql() {
         assert_eq!(rows, want_sorted(&want).await, "{sql}");
     }
 }
+
+#[tokio::test]
+async fn integer_literals_are_int4_when_they_fit_as_in_postgres() {
+    let s = "eng_int4_lit";
+    let h = items_setup(s, false).await;
+    let exprs = [
+        "id + 1",
+        "qty * 2",
+        "1",
+        "-7",
+        "3000000000",
+        "id + 3000000000",
+        "id::int8 + 1",
+        "price + 1",
+        "sum(id + 1)",
+        "count(*)",
+        "max(id - 1)",
+        "CASE WHEN id > 5 THEN 1 ELSE 2 END",
+        "coalesce(qty, 0)",
+        "abs(id - 100)",
+    ];
+    for expr in exprs {
+        let sql = format!("SELECT {expr} FROM items WHERE id < 10 AND id % 2 = 1");
+        let prepared = h.session.prepare(&sql, &[], h.ctx(s)).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let want = direct(&format!(
+            "SELECT pg_typeof({expr})::oid::text FROM {s}.items_remote WHERE id < 10 AND id % 2 = 1 LIMIT 1"
+        ))
+        .await;
+        assert_eq!(prepared.columns[0].pg_type.oid().to_string(), want[0][0], "{expr}");
+        let mut rows = h.run(s, &sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let mut want =
+            direct(&format!("SELECT ({expr})::text FROM {s}.items_remote WHERE id < 10 AND id % 2 = 1")).await;
+        rows.sort();
+        want.sort();
+        assert_eq!(rows, want, "{expr}");
+    }
+    for sql in ["SELECT id + 2147483647 FROM items WHERE id = 5", "SELECT qty * 1000000000 FROM items WHERE id = 5"] {
+        let e = h.run(s, sql).await.expect_err("int4 overflow");
+        assert_eq!((e.sqlstate(), e.to_string().as_str()), ("22003", "integer out of range"), "{sql}");
+    }
+    let rows = h.run(s, "SELECT id + 2147483647::int8 FROM items WHERE id = 5").await.expect("int8");
+    assert_eq!(rows, vec![vec!["2147483652".to_string()]]);
+}
