@@ -5,6 +5,7 @@
 //! foreign table names in step with it. This is the only crate that knows every other one; the
 //! proxy stays free of DataFusion and the engine free of the wire protocol.
 
+mod cursor;
 mod facts;
 mod statement;
 

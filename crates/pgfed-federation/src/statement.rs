@@ -19,11 +19,13 @@ use pgfed_session::UpstreamSession;
 use pgfed_wire::{PgError, Severity};
 
 use crate::Inner;
+use crate::cursor;
 use crate::facts;
 
 pub(crate) struct Session {
     inner: Arc<Inner>,
     txn: Arc<SessionTxn>,
+    cursors: cursor::SharedCursors,
 }
 
 /// The session's engine state and whether its transaction block has remote work to settle.
@@ -44,7 +46,11 @@ impl SessionTxn {
 impl Session {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         let engine = inner.engine.session();
-        Session { inner, txn: Arc::new(SessionTxn { engine, remote: std::sync::atomic::AtomicBool::new(false) }) }
+        Session {
+            inner,
+            txn: Arc::new(SessionTxn { engine, remote: std::sync::atomic::AtomicBool::new(false) }),
+            cursors: Default::default(),
+        }
     }
 }
 
@@ -222,6 +228,33 @@ impl FederatedSession for Session {
                 pgfed_catalog::Route::Upstream => Err(FedError::NotMine),
             };
         }
+        if let Some(cursor) = cursor::parse(sql) {
+            return self.cursor_statement(cursor?, sql, param_types, ctx).await;
+        }
+        Ok(Arc::new(self.prepare_query(sql, param_types, ctx).await?))
+    }
+
+    fn claims_statement(&self, sql: &str) -> bool {
+        cursor::names_cursor(sql, &self.cursors)
+    }
+
+    fn transaction_ended(&self) {
+        self.cursors.close(None);
+    }
+
+    fn cursor_columns(&self, name: &str) -> Option<ResultColumns> {
+        self.cursors.columns(name)
+    }
+}
+
+impl Session {
+    /// Plans a query (or EXPLAIN, or a write) on foreign tables.
+    async fn prepare_query(
+        &self,
+        sql: &str,
+        param_types: &[u32],
+        ctx: &UnitContext,
+    ) -> Result<QueryStatement, FedError> {
         let facts = facts::read(&ctx.session).await?;
         // The router matched a name in any schema; with the session's real search path the
         // statement may touch no foreign table at all.
@@ -257,7 +290,146 @@ impl FederatedSession for Session {
             notices: notices(&ctx.notices),
         };
         let prepared = self.txn.engine.prepare(sql, param_types, sctx).await.map_err(engine_error)?;
-        Ok(Arc::new(QueryStatement { prepared, settings: facts.settings, txn: self.txn.clone() }))
+        Ok(QueryStatement { prepared, settings: facts.settings, txn: self.txn.clone() })
+    }
+
+    async fn cursor_statement(
+        &self,
+        statement: cursor::CursorStatement,
+        sql: &str,
+        param_types: &[u32],
+        ctx: &UnitContext,
+    ) -> Result<Arc<dyn Statement>, FedError> {
+        use cursor::CursorStatement as C;
+        match statement {
+            C::Declare { name, query } => {
+                let query = self.prepare_query(&query, param_types, ctx).await?;
+                Ok(Arc::new(DeclareStatement { name, query, cursors: self.cursors.clone() }))
+            }
+            C::Fetch { name, count } if self.cursors.contains(&name) => {
+                Ok(Arc::new(FetchStatement { name, count, cursors: self.cursors.clone() }))
+            }
+            C::Close { name: Some(name) } if self.cursors.contains(&name) => {
+                Ok(Arc::new(CloseStatement { name: Some(name), sql: sql.to_string(), cursors: self.cursors.clone() }))
+            }
+            C::Close { name: None } if !self.cursors.is_empty() => {
+                Ok(Arc::new(CloseStatement { name: None, sql: sql.to_string(), cursors: self.cursors.clone() }))
+            }
+            _ => Err(FedError::NotMine),
+        }
+    }
+}
+
+/// `DECLARE name CURSOR FOR <query on foreign tables>`: runs the query and keeps its stream.
+struct DeclareStatement {
+    name: String,
+    query: QueryStatement,
+    cursors: cursor::SharedCursors,
+}
+
+#[async_trait]
+impl Statement for DeclareStatement {
+    fn param_types(&self) -> Vec<u32> {
+        self.query.param_types()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        None
+    }
+
+    async fn execute(
+        &self,
+        params: Vec<pgfed_proxy::federation::Param>,
+        ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        if ctx.status == b'I' {
+            return Err(FedError::Pg(PgError::error("25P01", "DECLARE CURSOR can only be used in transaction blocks")));
+        }
+        let exec = self.query.execute(params, ctx).await?;
+        let columns = exec
+            .columns
+            .ok_or_else(|| FedError::Pg(PgError::error("42P11", "cursor can only scan a query that returns rows")))?;
+        self.cursors.insert(
+            self.name.clone(),
+            cursor::Cursor { columns, settings: exec.settings, rows: exec.rows, held: None },
+        )?;
+        Ok(Execution {
+            columns: None,
+            settings: Default::default(),
+            rows: futures_util::stream::empty().boxed(),
+            tag: CommandTag::Fixed("DECLARE CURSOR".into()),
+        })
+    }
+}
+
+/// `FETCH [n | ALL] FROM name` of a cursor over foreign tables.
+struct FetchStatement {
+    name: String,
+    count: Option<u64>,
+    cursors: cursor::SharedCursors,
+}
+
+#[async_trait]
+impl Statement for FetchStatement {
+    fn param_types(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        self.cursors.columns(&self.name)
+    }
+
+    async fn execute(
+        &self,
+        _params: Vec<pgfed_proxy::federation::Param>,
+        _ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        let mut c = self.cursors.take(&self.name)?;
+        let fetched = cursor::fetch(&mut c, self.count).await;
+        let (columns, settings) = (c.columns.clone(), c.settings.clone());
+        self.cursors.put_back(&self.name, c);
+        let (batches, n) = fetched?;
+        Ok(Execution {
+            columns: Some(columns),
+            settings,
+            rows: futures_util::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            tag: CommandTag::Fixed(format!("FETCH {n}")),
+        })
+    }
+}
+
+/// `CLOSE name | ALL`. CLOSE ALL also closes the upstream's own cursors.
+struct CloseStatement {
+    name: Option<String>,
+    sql: String,
+    cursors: cursor::SharedCursors,
+}
+
+#[async_trait]
+impl Statement for CloseStatement {
+    fn param_types(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn columns(&self) -> Option<ResultColumns> {
+        None
+    }
+
+    async fn execute(
+        &self,
+        _params: Vec<pgfed_proxy::federation::Param>,
+        ctx: &UnitContext,
+    ) -> Result<Execution, FedError> {
+        self.cursors.close(self.name.as_deref());
+        if self.name.is_none() {
+            ctx.session.execute(&self.sql, &[]).await?;
+        }
+        Ok(Execution {
+            columns: None,
+            settings: Default::default(),
+            rows: futures_util::stream::empty().boxed(),
+            tag: CommandTag::Fixed("CLOSE CURSOR".into()),
+        })
     }
 }
 

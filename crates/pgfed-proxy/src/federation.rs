@@ -179,6 +179,21 @@ pub trait FederatedSession: Send + Sync {
     /// The session ends (whatever the transaction status): undo remote work still open.
     async fn abandon(&self) {}
 
+    /// Whether a statement the router would send upstream is this session's (a FETCH or CLOSE of
+    /// one of its cursors). Cheap and synchronous.
+    fn claims_statement(&self, _sql: &str) -> bool {
+        false
+    }
+
+    /// The client's transaction ended (ReadyForQuery `I`): cursors and the like are gone.
+    fn transaction_ended(&self) {}
+
+    /// The result columns of one of this session's SQL cursors: in Postgres a cursor is also a
+    /// protocol portal, and clients (psycopg) Describe it by name.
+    fn cursor_columns(&self, _name: &str) -> Option<ResultColumns> {
+        None
+    }
+
     /// Plans one statement. `param_types` are Parse's (0: unspecified).
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError>;
 }

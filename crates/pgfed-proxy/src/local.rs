@@ -135,7 +135,8 @@ impl LocalState {
 
     /// Whether extended-protocol frames must be looked at (pgfed owns some name).
     pub(crate) fn owns_any(&self) -> bool {
-        !self.statements.is_empty() || !self.portals.is_empty()
+        // A federated session may own SQL cursors, which are portals too.
+        !self.statements.is_empty() || !self.portals.is_empty() || self.fed.is_some()
     }
 
     /// Whether a Bind/Describe/Execute/Close frame names something pgfed owns. Frames that take a
@@ -159,7 +160,11 @@ impl LocalState {
             },
             frontend::DESCRIBE | frontend::CLOSE => match Target::read(frame) {
                 Some(Target { kind: b'S', name }) => self.statements.contains_key(name),
-                Some(Target { name, .. }) => self.portals.contains_key(name),
+                Some(Target { name, .. }) => {
+                    self.portals.contains_key(name)
+                        || (tag == frontend::DESCRIBE
+                            && self.fed.as_ref().is_some_and(|f| f.cursor_columns(name).is_some()))
+                }
                 None => false,
             },
             frontend::EXECUTE => Execute::read(frame).is_some_and(|e| self.portals.contains_key(e.portal)),
@@ -182,7 +187,10 @@ impl LocalState {
     /// Whether an ordinary transaction-control statement must come to pgfed because the block
     /// holds remote work.
     pub(crate) fn claims_transaction_end(&self, text: &[u8]) -> bool {
-        self.fed.as_ref().is_some_and(|f| f.in_remote_transaction()) && crate::federation::ends_transaction(text)
+        self.fed.as_ref().is_some_and(|f| {
+            (f.in_remote_transaction() && crate::federation::ends_transaction(text))
+                || std::str::from_utf8(text).is_ok_and(|t| f.claims_statement(t))
+        })
     }
 
     /// The session ends: remote work still open is undone.
@@ -207,6 +215,9 @@ impl LocalState {
     pub(crate) fn on_ready(&mut self, status: u8) {
         if status == b'I' {
             self.portals.clear();
+            if let Some(f) = &self.fed {
+                f.transaction_ended();
+            }
         }
         self.driver.segment_ended(status);
     }
@@ -473,6 +484,7 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                             || self.statements.contains_key(p.name)
                             || (self.fed.in_remote_transaction()
                                 && crate::federation::ends_transaction(p.query.as_bytes()))
+                            || self.fed.claims_statement(p.query)
                     }
                     // Malformed: Postgres will say so.
                     None => false,
@@ -483,7 +495,10 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
                 },
                 frontend::DESCRIBE | frontend::CLOSE => match Target::read(frame) {
                     Some(Target { kind: b'S', name }) => self.statements.contains_key(name),
-                    Some(Target { name, .. }) => self.portals.contains_key(name),
+                    Some(Target { name, .. }) => {
+                        self.portals.contains_key(name)
+                            || (tag == frontend::DESCRIBE && self.fed.cursor_columns(name).is_some())
+                    }
                     None => false,
                 },
                 frontend::EXECUTE => Execute::read(frame).is_some_and(|e| self.portals.contains_key(e.portal)),
@@ -607,9 +622,12 @@ impl<CR: AsyncRead + Unpin, CW: AsyncWrite + Unpin> Unit<'_, '_, CR, CW> {
             })?;
             reply::parameter_description(&mut self.out, &s.param_types());
             write_description(&mut self.out, s.columns(), &[])?;
-        } else {
-            let p = self.portals.get(t.name).ok_or_else(|| undefined_portal(t.name))?;
+        } else if let Some(p) = self.portals.get(t.name) {
             write_description(&mut self.out, p.statement.columns(), &p.result_formats)?;
+        } else {
+            let cols = self.fed.cursor_columns(t.name).ok_or_else(|| undefined_portal(t.name))?;
+            // A SQL cursor's rows come back in text, as FETCH sends them.
+            write_description(&mut self.out, Some(cols), &[])?;
         }
         Ok(())
     }

@@ -174,21 +174,6 @@ def psycopg3_binary_parameters():
 
 
 def psycopg3_server_side_cursor():
-    # pgfed does not answer DECLARE ... CURSOR on foreign tables yet: it must refuse it (0A000),
-    # never let Postgres read the empty shadow table. When it does answer, this check fails and
-    # the rows are checked below.
-    with pg3_connect() as conn:
-        try:
-            with conn.cursor(name="pgfed_fed_cursor") as cur:
-                cur.execute(f"SELECT id FROM {TABLE} WHERE id > %s ORDER BY id", (10,))
-                cur.fetchone()
-        except psycopg.errors.FeatureNotSupported:
-            conn.rollback()
-            return
-        raise AssertionError("DECLARE CURSOR on a foreign table was answered: enable the row checks")
-
-
-def psycopg3_server_side_cursor_rows():
     with pg3_connect() as conn:
         with conn.cursor(name="pgfed_fed_cursor") as cur:
             cur.itersize = 500
@@ -270,7 +255,7 @@ def main():
     check(f"sqlalchemy {sqlalchemy.__version__} inspector get_table_names/get_columns, reflected select", sa)
     if not SQLALCHEMY_ONLY:
         check("psycopg 3 binary and text parameters on a foreign table", psycopg3_binary_parameters)
-        check("psycopg 3 server-side cursor on a foreign table is refused (0A000) until pgfed answers DECLARE", psycopg3_server_side_cursor)
+        check("psycopg 3 server-side cursor on a foreign table", psycopg3_server_side_cursor)
         check("psycopg2 cross-source join", psycopg2_join)
         check("asyncpg prepared statement with parameters and a cursor", asyncpg_prepared)
     if FAILURES:
