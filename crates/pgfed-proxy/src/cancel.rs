@@ -50,14 +50,20 @@ impl CancelRegistry {
 
     /// The upstream key for a client's cancel request, if the key is valid. Also cancels the
     /// session's local statement, if one runs.
-    pub(crate) fn lookup(&self, pid: i32, secret: &[u8]) -> Option<UpstreamKey> {
+    ///
+    /// `Some(None)`: the key is valid and a statement of pgfed's own was running; it was
+    /// cancelled, and it sends the upstream a cancel itself only while the upstream works for it
+    /// (a cancel forwarded now could arrive during the client's next statement).
+    pub(crate) fn lookup(&self, pid: i32, secret: &[u8]) -> Option<Option<UpstreamKey>> {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = sessions.get(&pid)?;
         if !same_secret(secret, &entry.secret) {
             return None;
         }
-        entry.local.cancel();
-        Some(entry.upstream.clone())
+        if entry.local.cancel() {
+            return Some(None);
+        }
+        Some(Some(entry.upstream.clone()))
     }
 }
 
@@ -85,7 +91,7 @@ mod tests {
         let reg = Arc::new(CancelRegistry::default());
         let r = reg.register(UpstreamKey { pid: 7, secret: vec![9; 4] });
         assert_eq!(r.pid, 7);
-        assert_eq!(reg.lookup(7, &r.secret).map(|k| k.secret), Some(vec![9; 4]));
+        assert_eq!(reg.lookup(7, &r.secret).flatten().map(|k| k.secret), Some(vec![9; 4]));
         let mut wrong = r.secret;
         wrong[0] ^= 1;
         assert!(reg.lookup(7, &wrong).is_none());
@@ -101,6 +107,6 @@ mod tests {
         let old = reg.register(UpstreamKey { pid: 7, secret: vec![1; 4] });
         let new = reg.register(UpstreamKey { pid: 7, secret: vec![2; 4] });
         drop(old);
-        assert_eq!(reg.lookup(7, &new.secret).map(|k| k.secret), Some(vec![2; 4]));
+        assert_eq!(reg.lookup(7, &new.secret).flatten().map(|k| k.secret), Some(vec![2; 4]));
     }
 }

@@ -46,9 +46,14 @@ pub(crate) struct LocalCancel {
 }
 
 impl LocalCancel {
-    pub(crate) fn cancel(&self) {
-        if let Some(t) = self.token.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            t.cancel();
+    /// Cancels the running local statement; false when none runs.
+    pub(crate) fn cancel(&self) -> bool {
+        match self.token.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
         }
     }
 
@@ -271,6 +276,7 @@ pub(crate) async fn run_unit<CR, CW, UR, UW>(
     user: &str,
     database: &str,
     router_claims: &(dyn Fn(&[u8]) -> bool + Sync),
+    cancel_upstream: &(dyn Fn() + Sync),
 ) -> Result<(UnitEnd, Vec<Bytes>), UnitFailure>
 where
     CR: AsyncRead + Unpin,
@@ -297,9 +303,16 @@ where
         drop(done_tx);
         r
     };
-    let serve = driver.serve(up_r, up_w, up_buf, async {
-        let _ = done_rx.await;
-    });
+    let serve = driver.serve_cancellable(
+        up_r,
+        up_w,
+        up_buf,
+        async {
+            let _ = done_rx.await;
+        },
+        &cancel,
+        cancel_upstream,
+    );
     let (served, body) = tokio::join!(serve, body);
     local.cancel.disarm();
     let finished = served.map_err(|e| UnitFailure::Session(SessionError::Federation(e.to_string())))?;

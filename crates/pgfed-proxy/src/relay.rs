@@ -547,6 +547,7 @@ impl<'a> Relay<'a> {
         self.state.client_frames += 1;
         let local = self.local.get_or_insert_with(|| LocalState::new(self.who.local_cancel.clone()));
         let shared = self.shared;
+        let key = self.key.clone();
         let claims = |sql: &[u8]| route(shared, sql);
         let client = ClientSide {
             r: &mut self.client_r,
@@ -569,6 +570,11 @@ impl<'a> Relay<'a> {
             &self.who.user,
             &self.who.database,
             &claims,
+            &|| {
+                if let Some(key) = key.clone() {
+                    tokio::spawn(Arc::clone(&shared.upstream).cancel(key));
+                }
+            },
         )
         .await;
         let (end, side) = match result {

@@ -184,10 +184,14 @@ async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Resul
 
 async fn handle_cancel(shared: &Arc<Shared>, pid: i32, secret: &[u8]) {
     match shared.cancels.lookup(pid, secret) {
-        Some(key) => {
+        Some(Some(key)) => {
             info!(pid, "cancel request forwarded");
             shared.metrics.cancel_requests.increment(1);
             shared.upstream.clone().cancel(key).await;
+        }
+        Some(None) => {
+            info!(pid, "cancel request for a statement pgfed runs");
+            shared.metrics.cancel_requests.increment(1);
         }
         // Postgres ignores unknown keys silently, so that keys cannot be probed.
         None => debug!(pid, "cancel request with an unknown key ignored"),

@@ -380,6 +380,56 @@ impl Driver {
         }
     }
 
+    /// [`Driver::serve`], and when `cancel` fires while the upstream works on a request, calls
+    /// `cancel_upstream` (once per request) so that Postgres stops it. A cancel that fires while
+    /// no request runs sends nothing: it could only hit a later statement.
+    pub async fn serve_cancellable<R, W>(
+        &mut self,
+        r: &mut R,
+        w: &mut W,
+        buf: &mut BytesMut,
+        until: impl Future<Output = ()>,
+        cancel: &tokio_util::sync::CancellationToken,
+        cancel_upstream: &(dyn Fn() + Sync),
+    ) -> Result<Finished, UpstreamError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut io = Io { r, w, buf, side: Vec::new() };
+        let mut until = pin!(until);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => {
+                        let work = self.handle(&mut io, cmd);
+                        let mut work = pin!(work);
+                        // A cancel that fired before this request began was for earlier work;
+                        // this one is cleanup (closing, aborting) and must run.
+                        let mut sent = cancel.is_cancelled();
+                        loop {
+                            tokio::select! {
+                                r = &mut work => { r?; break; }
+                                () = cancel.cancelled(), if !sent => {
+                                    sent = true;
+                                    cancel_upstream();
+                                }
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                () = &mut until => break,
+            }
+        }
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.handle(&mut io, cmd).await?;
+        }
+        let status = self.sync(&mut io).await?;
+        Ok(Finished { status, side: io.side })
+    }
+
     async fn sync<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut Io<'_, R, W>,
