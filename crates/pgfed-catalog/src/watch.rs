@@ -33,6 +33,8 @@ pub struct Watcher<T = NoTls> {
     config: Config,
     tls: T,
     publish: Arc<dyn Fn(Arc<Snapshot>) + Send + Sync>,
+    /// Called before each load; with it, every load is published (the receiver decides).
+    load_hook: Option<Arc<dyn Fn() + Send + Sync>>,
     period: Duration,
     min_backoff: Duration,
     max_backoff: Duration,
@@ -68,10 +70,19 @@ where
             config,
             tls,
             publish: Arc::new(publish),
+            load_hook: None,
             period: Duration::from_secs(60),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
         }
+    }
+
+    /// Calls `hook` before every load, and publishes every snapshot loaded, changed or not: for a
+    /// receiver that also installs snapshots of its own and must tell a load that began before
+    /// its own change from one that began after.
+    pub fn with_load_hook(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.load_hook = Some(Arc::new(hook));
+        self
     }
 
     /// The backstop reload interval (default 60 s).
@@ -134,10 +145,13 @@ where
         client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await?;
         let session = TokioPgSession(client);
         loop {
+            if let Some(hook) = &self.load_hook {
+                hook();
+            }
             match Snapshot::load(&session).await {
                 Ok(snapshot) => {
                     *backoff = self.min_backoff;
-                    if last.as_deref() != Some(&snapshot) {
+                    if self.load_hook.is_some() || last.as_deref() != Some(&snapshot) {
                         let snapshot = Arc::new(snapshot);
                         *last = Some(snapshot.clone());
                         (self.publish)(snapshot);

@@ -30,6 +30,16 @@ pub struct Federation {
 }
 
 pub(crate) struct Inner {
+    /// Bumped whenever a session installs a catalog it changed, and when that change commits or
+    /// rolls back: a load that began at another generation may predate the change, and is
+    /// dropped rather than installed (it would hide a new foreign table from the router, and its
+    /// statements would read the empty shadow table).
+    pub generation: std::sync::atomic::AtomicU64,
+    /// Sessions whose installed catalog includes changes not yet committed: no load from another
+    /// connection can be newer, so none is installed meanwhile.
+    pub provisional: std::sync::atomic::AtomicUsize,
+    /// The generation when the watcher's current load began.
+    pub load_started: std::sync::atomic::AtomicU64,
     /// A watcher keeps the catalog current; without one, sessions load it.
     pub watched: std::sync::atomic::AtomicBool,
     /// When a session last loaded the catalog (without a watcher).
@@ -57,6 +67,9 @@ impl Federation {
         let engine = Arc::new(Engine::new(config, wrappers.clone())?);
         Ok(Federation {
             inner: Arc::new(Inner {
+                generation: Default::default(),
+                provisional: Default::default(),
+                load_started: Default::default(),
                 watched: std::sync::atomic::AtomicBool::new(false),
                 loaded_at: std::sync::Mutex::new(None),
                 registry: Registry::new(wrappers),
@@ -80,8 +93,18 @@ impl Federation {
     /// every snapshot it loads. Run it with [`pgfed_catalog::Watcher::run`].
     pub fn watcher(&self, conninfo: &str) -> Result<pgfed_catalog::Watcher, String> {
         let inner = self.inner.clone();
+        let hook = self.inner.clone();
         self.inner.watched.store(true, std::sync::atomic::Ordering::Relaxed);
-        pgfed_catalog::Watcher::from_conninfo(conninfo, move |s| inner.install(s)).map_err(|e| e.to_string())
+        pgfed_catalog::Watcher::from_conninfo(conninfo, move |s| {
+            inner.install_loaded(s, inner.load_started.load(std::sync::atomic::Ordering::SeqCst));
+        })
+        .map(|w| {
+            w.with_load_hook(move || {
+                let g = hook.generation.load(std::sync::atomic::Ordering::SeqCst);
+                hook.load_started.store(g, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -126,6 +149,28 @@ pub fn attach(
 }
 
 impl Inner {
+    /// Installs a snapshot loaded on another connection (watcher, session start) whose load began
+    /// at generation `started`, unless a session's own change may be newer.
+    pub(crate) fn install_loaded(&self, snapshot: Arc<Snapshot>, started: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.provisional.load(SeqCst) == 0 && self.generation.load(SeqCst) == started {
+            self.install(snapshot);
+        }
+    }
+
+    /// Installs the catalog a session just changed (loaded in its own transaction).
+    pub(crate) fn install_own(&self, snapshot: Arc<Snapshot>) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.install(snapshot);
+    }
+
+    /// A session's change committed or rolled back.
+    pub(crate) fn settle_own(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.generation.fetch_add(1, SeqCst);
+        let _ = self.provisional.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+    }
+
     pub(crate) fn install(&self, snapshot: Arc<Snapshot>) {
         self.router.set_managed(snapshot.tables.values().map(|t| QualifiedName::new(t.schema.clone(), t.name.clone())));
         self.snapshot.store(snapshot);
@@ -154,9 +199,10 @@ impl pgfed_proxy::federation::Federation for Federation {
     fn load_catalog(&self, session: pgfed_session::Connection) -> futures_util::future::BoxFuture<'static, ()> {
         let inner = self.inner.clone();
         Box::pin(async move {
+            let started = inner.generation.load(std::sync::atomic::Ordering::SeqCst);
             match pgfed_catalog::Snapshot::load(&session).await {
                 Ok(s) => {
-                    inner.install(Arc::new(s));
+                    inner.install_loaded(Arc::new(s), started);
                     if let Ok(mut at) = inner.loaded_at.lock() {
                         *at = Some(std::time::Instant::now());
                     }

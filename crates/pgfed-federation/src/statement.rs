@@ -26,6 +26,24 @@ pub(crate) struct Session {
     inner: Arc<Inner>,
     txn: Arc<SessionTxn>,
     cursors: cursor::SharedCursors,
+    /// This session installed a catalog with changes its transaction has not committed yet.
+    own_change: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Session {
+    fn settle_own_change(&self) {
+        if self.own_change.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.inner.settle_own();
+        }
+    }
+}
+
+/// Installs a catalog a session changed; counted as provisional until its transaction ends.
+fn install_own(inner: &Inner, own_change: &std::sync::atomic::AtomicBool, snapshot: Snapshot) {
+    if !own_change.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        inner.provisional.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    inner.install_own(Arc::new(snapshot));
 }
 
 /// The session's engine state and whether its transaction block has remote work to settle.
@@ -50,6 +68,7 @@ impl Session {
             inner,
             txn: Arc::new(SessionTxn { engine, remote: std::sync::atomic::AtomicBool::new(false) }),
             cursors: Default::default(),
+            own_change: Default::default(),
         }
     }
 }
@@ -207,6 +226,7 @@ impl FederatedSession for Session {
 
     async fn abandon(&self) {
         self.txn.engine.rollback().await;
+        self.settle_own_change();
     }
 
     async fn prepare(&self, sql: &str, param_types: &[u32], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
@@ -224,7 +244,9 @@ impl FederatedSession for Session {
             let ddl = parsed.map_err(catalog_error)?;
             let route = pgfed_catalog::route(&ctx.session, &self.inner.registry, &ddl).await.map_err(catalog_error)?;
             return match route {
-                pgfed_catalog::Route::Pgfed => Ok(Arc::new(DdlStatement { inner: self.inner.clone(), ddl })),
+                pgfed_catalog::Route::Pgfed => {
+                    Ok(Arc::new(DdlStatement { inner: self.inner.clone(), ddl, own_change: self.own_change.clone() }))
+                }
                 pgfed_catalog::Route::Upstream => Err(FedError::NotMine),
             };
         }
@@ -240,6 +262,7 @@ impl FederatedSession for Session {
 
     fn transaction_ended(&self) {
         self.cursors.close(None);
+        self.settle_own_change();
     }
 
     fn cursor_columns(&self, name: &str) -> Option<ResultColumns> {
@@ -464,7 +487,7 @@ impl Session {
         if !any_pgfed {
             return Err(FedError::NotMine);
         }
-        Ok(Arc::new(Script { inner: self.inner.clone(), steps }))
+        Ok(Arc::new(Script { inner: self.inner.clone(), steps, own_change: self.own_change.clone() }))
     }
 }
 
@@ -504,6 +527,7 @@ enum Step {
 struct Script {
     inner: Arc<Inner>,
     steps: Vec<Step>,
+    own_change: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -545,7 +569,7 @@ impl Statement for Script {
             tags.push(tag);
         }
         let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
-        self.inner.install(Arc::new(snapshot));
+        install_own(&self.inner, &self.own_change, snapshot);
         Ok(Execution {
             columns: None,
             settings: Default::default(),
@@ -559,6 +583,7 @@ impl Statement for Script {
 struct DdlStatement {
     inner: Arc<Inner>,
     ddl: Ddl,
+    own_change: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -588,7 +613,7 @@ impl Statement for DdlStatement {
         // This session sees its change at once (the watcher confirms it after commit, or puts
         // the committed catalog back after a rollback).
         let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
-        self.inner.install(Arc::new(snapshot));
+        install_own(&self.inner, &self.own_change, snapshot);
         Ok(Execution {
             columns: None,
             settings: Default::default(),

@@ -202,9 +202,7 @@ impl LocalState {
     pub(crate) async fn abandon(self) {
         // Portals (and their streams) go first: they may hold the remote transactions.
         drop(self.portals);
-        if let Some(f) = &self.fed
-            && f.in_remote_transaction()
-        {
+        if let Some(f) = &self.fed {
             f.abandon().await;
         }
     }

@@ -25,7 +25,6 @@ SELECT count(*), count(name), sum(big), sum(amount), min(day), max(ts), max(tstz
 \echo '--- filters on several types'
 SELECT id, code, amount FROM :src
  WHERE code = 'c42' AND amount > 5000 AND flag AND day >= date '2024-06-01' ORDER BY id;
-SELECT id, uid FROM :src WHERE uid = md5('1234')::uuid;
 
 \echo '--- join with a local table'
 SELECT t.tag, i.name, i.amount FROM tags t JOIN :src i ON i.id = t.id WHERE t.id < 800 ORDER BY t.id;
