@@ -162,12 +162,7 @@ impl Statement for TxnStatement {
         };
         self.txn.refresh().await;
         let tag = result?;
-        Ok(Execution {
-            columns: None,
-            settings: Default::default(),
-            rows: futures_util::stream::empty().boxed(),
-            tag: CommandTag::Fixed(tag),
-        })
+        Ok(no_rows(CommandTag::Fixed(tag)))
     }
 }
 
@@ -218,6 +213,16 @@ fn notices(queue: &pgfed_proxy::federation::NoticeQueue) -> NoticeSink {
     })
 }
 
+/// The context catalog DDL and imports run with.
+fn scan_context(ctx: &UnitContext) -> ScanContext {
+    ScanContext { cancel: ctx.cancel.clone(), deadline: None, notices: notices(&ctx.notices), user: ctx.user.clone() }
+}
+
+/// The answer of a statement that returns no rows, only its tag.
+fn no_rows(tag: CommandTag) -> Execution {
+    Execution { columns: None, settings: Default::default(), rows: futures_util::stream::empty().boxed(), tag }
+}
+
 #[async_trait]
 impl FederatedSession for Session {
     fn in_remote_transaction(&self) -> bool {
@@ -244,9 +249,11 @@ impl FederatedSession for Session {
             let ddl = parsed.map_err(catalog_error)?;
             let route = pgfed_catalog::route(&ctx.session, &self.inner.registry, &ddl).await.map_err(catalog_error)?;
             return match route {
-                pgfed_catalog::Route::Pgfed => {
-                    Ok(Arc::new(DdlStatement { inner: self.inner.clone(), ddl, own_change: self.own_change.clone() }))
-                }
+                pgfed_catalog::Route::Pgfed => Ok(Arc::new(Script {
+                    inner: self.inner.clone(),
+                    steps: vec![Step::Ddl(ddl, sql.to_string())],
+                    own_change: self.own_change.clone(),
+                })),
                 pgfed_catalog::Route::Upstream => Err(FedError::NotMine),
             };
         }
@@ -376,12 +383,7 @@ impl Statement for DeclareStatement {
             self.name.clone(),
             cursor::Cursor { columns, settings: exec.settings, rows: exec.rows, held: None },
         )?;
-        Ok(Execution {
-            columns: None,
-            settings: Default::default(),
-            rows: futures_util::stream::empty().boxed(),
-            tag: CommandTag::Fixed("DECLARE CURSOR".into()),
-        })
+        Ok(no_rows(CommandTag::Fixed("DECLARE CURSOR".into())))
     }
 }
 
@@ -447,17 +449,12 @@ impl Statement for CloseStatement {
         if self.name.is_none() {
             ctx.session.execute(&self.sql, &[]).await?;
         }
-        Ok(Execution {
-            columns: None,
-            settings: Default::default(),
-            rows: futures_util::stream::empty().boxed(),
-            tag: CommandTag::Fixed("CLOSE CURSOR".into()),
-        })
+        Ok(no_rows(CommandTag::Fixed("CLOSE CURSOR".into())))
     }
 }
 
 impl Session {
-    /// A simple Query holding SQL/MED DDL among other statements (a migration script): each
+    /// SQL/MED DDL, alone or in a simple Query among other statements (a migration script): each
     /// statement runs in order in the same (implicit or explicit) transaction. Statements that
     /// return rows are refused: their rows could not be sent alongside pgfed's answers.
     async fn script(&self, parts: &[&str], ctx: &UnitContext) -> Result<Arc<dyn Statement>, FedError> {
@@ -524,6 +521,8 @@ enum Step {
     Upstream(String),
 }
 
+/// SQL/MED DDL statements, each routed again when it runs (objects made by earlier steps, or in
+/// the transaction since Parse, count), and any ordinary statements between them, in order.
 struct Script {
     inner: Arc<Inner>,
     steps: Vec<Step>,
@@ -545,12 +544,7 @@ impl Statement for Script {
         _params: Vec<pgfed_proxy::federation::Param>,
         ctx: &UnitContext,
     ) -> Result<Execution, FedError> {
-        let scan = ScanContext {
-            cancel: ctx.cancel.clone(),
-            deadline: None,
-            notices: notices(&ctx.notices),
-            user: ctx.user.clone(),
-        };
+        let scan = scan_context(ctx);
         let mut tags = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let tag = match step {
@@ -570,56 +564,7 @@ impl Statement for Script {
         }
         let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
         install_own(&self.inner, &self.own_change, snapshot);
-        Ok(Execution {
-            columns: None,
-            settings: Default::default(),
-            rows: futures_util::stream::empty().boxed(),
-            tag: CommandTag::Many(tags),
-        })
-    }
-}
-
-/// CREATE/ALTER/DROP SERVER, USER MAPPING, FOREIGN TABLE; IMPORT FOREIGN SCHEMA.
-struct DdlStatement {
-    inner: Arc<Inner>,
-    ddl: Ddl,
-    own_change: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait]
-impl Statement for DdlStatement {
-    fn param_types(&self) -> Vec<u32> {
-        Vec::new()
-    }
-
-    fn columns(&self) -> Option<ResultColumns> {
-        None
-    }
-
-    async fn execute(
-        &self,
-        _params: Vec<pgfed_proxy::federation::Param>,
-        ctx: &UnitContext,
-    ) -> Result<Execution, FedError> {
-        let scan = ScanContext {
-            cancel: ctx.cancel.clone(),
-            deadline: None,
-            notices: notices(&ctx.notices),
-            user: ctx.user.clone(),
-        };
-        let tag = pgfed_catalog::execute_ddl(&ctx.session, &self.inner.registry, &self.ddl, &scan)
-            .await
-            .map_err(catalog_error)?;
-        // This session sees its change at once (the watcher confirms it after commit, or puts
-        // the committed catalog back after a rollback).
-        let snapshot = Snapshot::load(&ctx.session).await.map_err(catalog_error)?;
-        install_own(&self.inner, &self.own_change, snapshot);
-        Ok(Execution {
-            columns: None,
-            settings: Default::default(),
-            rows: futures_util::stream::empty().boxed(),
-            tag: CommandTag::Fixed(tag),
-        })
+        Ok(no_rows(CommandTag::Many(tags)))
     }
 }
 
