@@ -346,25 +346,8 @@ impl Driver {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut io = Io { r, w, buf, side: Vec::new() };
-        let mut until = pin!(until);
-        loop {
-            tokio::select! {
-                biased;
-                cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(&mut io, cmd).await?,
-                    // Every handle is gone: nothing more can arrive.
-                    None => break,
-                },
-                () = &mut until => break,
-            }
-        }
-        // Requests queued before the end are answered, not left hanging.
-        while let Ok(cmd) = self.rx.try_recv() {
-            self.handle(&mut io, cmd).await?;
-        }
-        let status = self.sync(&mut io).await?;
-        Ok(Finished { status, side: io.side })
+        // A token that never fires: nothing to cancel upstream.
+        self.serve_cancellable(r, w, buf, until, &tokio_util::sync::CancellationToken::new(), &|| {}).await
     }
 
     /// The proxy relayed a ReadyForQuery (the client's own Sync or Query ended the segment this
@@ -418,11 +401,13 @@ impl Driver {
                             }
                         }
                     }
+                    // Every handle is gone: nothing more can arrive.
                     None => break,
                 },
                 () = &mut until => break,
             }
         }
+        // Requests queued before the end are answered, not left hanging.
         while let Ok(cmd) = self.rx.try_recv() {
             self.handle(&mut io, cmd).await?;
         }
