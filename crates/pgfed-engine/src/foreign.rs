@@ -4,7 +4,7 @@
 //! connectors yet (DataFusion 55 gives providers no ORDER BY to accept; pgfed sorts).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -12,13 +12,18 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -152,6 +157,10 @@ pub(crate) struct ForeignScanExec {
     runtime: Arc<Runtime>,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Join keys published by a hash join above (see [`crate::dynamic`]).
+    dynamic: Vec<Arc<DynamicFilterPhysicalExpr>>,
+    /// The quals taken from them at run time, for EXPLAIN ANALYZE.
+    applied: Arc<Mutex<Vec<String>>>,
 }
 
 impl fmt::Debug for ForeignScanExec {
@@ -175,8 +184,60 @@ impl ForeignScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { name, table, request, rechecked, schema, runtime, props, metrics: ExecutionPlanMetricsSet::new() }
+        Self {
+            name,
+            table,
+            request,
+            rechecked,
+            schema,
+            runtime,
+            props,
+            metrics: ExecutionPlanMetricsSet::new(),
+            dynamic: Vec::new(),
+            applied: Arc::default(),
+        }
     }
+
+    fn with_dynamic(&self, dynamic: Vec<Arc<DynamicFilterPhysicalExpr>>) -> Self {
+        Self {
+            name: self.name.clone(),
+            table: self.table.clone(),
+            request: self.request.clone(),
+            rechecked: self.rechecked.clone(),
+            schema: self.schema.clone(),
+            runtime: self.runtime.clone(),
+            props: self.props.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+            dynamic,
+            applied: Arc::default(),
+        }
+    }
+}
+
+/// The request with the join keys of `dynamic` added as the table accepts them; `None` when the
+/// build side was empty, so no row can join.
+fn with_join_keys(
+    table: &dyn SdkTable,
+    mut request: ScanRequest,
+    dynamic: &[Arc<DynamicFilterPhysicalExpr>],
+    schema: &SchemaRef,
+    applied: &Mutex<Vec<String>>,
+) -> Option<ScanRequest> {
+    // A limit counts rows before the join: narrowing them would pick different ones.
+    if request.limit.is_some() {
+        return Some(request);
+    }
+    for filter in dynamic {
+        for qual in crate::dynamic::quals(filter, schema)? {
+            if table.pushdown(&qual) != Pushdown::Unsupported {
+                if let Ok(mut a) = applied.lock() {
+                    a.push(qual.to_string());
+                }
+                request.quals.push(qual);
+            }
+        }
+    }
+    Some(request)
 }
 
 impl DisplayAs for ForeignScanExec {
@@ -194,6 +255,12 @@ impl DisplayAs for ForeignScanExec {
         }
         if let Some(l) = self.request.limit {
             write!(f, ", limit: {l}")?;
+        }
+        if !self.dynamic.is_empty() {
+            match self.applied.lock().map(|a| a.clone()).unwrap_or_default() {
+                a if a.is_empty() => write!(f, ", join keys: at run time")?,
+                a => write!(f, ", join keys pushed: {}", a.join(" AND "))?,
+            }
         }
         Ok(())
     }
@@ -218,9 +285,32 @@ impl ExecutionPlan for ForeignScanExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
+        // The hash join publishes its keys only when a node below it holds its filter.
+        for d in &self.dynamic {
+            if f(&(d.clone() as Arc<dyn PhysicalExpr>))? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let filters: Vec<Arc<dyn PhysicalExpr>> =
+            child_pushdown_result.parent_filters.iter().map(|f| f.filter.clone()).collect();
+        // Nothing is applied for the parent: the join still checks every row.
+        let mut result = FilterPushdownPropagation::with_parent_pushdown_result(vec![PushedDown::No; filters.len()]);
+        let dynamic = crate::dynamic::collect(&filters);
+        if phase == FilterPushdownPhase::Post && !dynamic.is_empty() && self.request.limit.is_none() {
+            result = result.with_updated_node(Arc::new(self.with_dynamic(dynamic)) as Arc<dyn ExecutionPlan>);
+        }
+        Ok(result)
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -236,13 +326,21 @@ impl ExecutionPlan for ForeignScanExec {
         let scan_ctx = self.runtime.scan_context();
         let name = self.name.clone();
         let schema = self.schema.clone();
+        let schema_for_keys = schema.clone();
         let mut last = Instant::now();
+        let (dynamic, applied) = (self.dynamic.clone(), self.applied.clone());
         let open = async move {
+            // Polled only once the join above has built its side, so its keys are final.
+            let Some(request) = with_join_keys(table.as_ref(), request, &dynamic, &schema_for_keys, &applied) else {
+                return Ok(futures::stream::empty().boxed());
+            };
             let stream = table
                 .scan(request, scan_ctx)
                 .await
                 .map_err(|source| EngineError::Connector { table: name.clone(), source })?;
-            Ok::<_, EngineError>(stream.map_err(move |source| EngineError::Connector { table: name.clone(), source }))
+            Ok::<_, EngineError>(
+                stream.map_err(move |source| EngineError::Connector { table: name.clone(), source }).boxed(),
+            )
         };
         let out_schema = schema.clone();
         let stream = futures::stream::once(open).try_flatten().map(move |batch| {

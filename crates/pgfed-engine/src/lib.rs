@@ -22,6 +22,7 @@
 //! checked as in Postgres (22003) and division by zero fails (22012).
 
 mod context;
+mod dynamic;
 mod error;
 mod foreign;
 mod local;
@@ -109,6 +110,9 @@ impl Engine {
             o.sql_parser.parse_float_as_decimal = true;
             // Connectors and the encoder speak Utf8.
             o.sql_parser.map_string_types_to_utf8view = false;
+            // Join keys go to sources as IN lists (`dynamic.rs`): a remote query with a thousand
+            // keys costs far less than shipping the rows that cannot join.
+            o.optimizer.hash_join_inlist_pushdown_max_distinct_values = 1000;
             o.execution.parquet.schema_force_view_types = false;
             // The merge phase of a spilling sort reserves this up front (10 MB by default): keep
             // it a fraction of the pool so small limits still spill rather than fail.

@@ -427,6 +427,38 @@ async fn explain_analyze_shows_rows_per_source() {
     assert!(!text.contains("password"), "{text}");
 }
 
+#[tokio::test]
+async fn a_small_side_sends_its_join_keys_to_the_foreign_scan() {
+    let s = "eng_semijoin";
+    let h = orders_setup(s).await;
+    // Customers of one region are few: their ids reach the orders scan as an IN list.
+    let sql = "SELECT c.name, o.id, o.amount FROM customers c JOIN orders o ON o.customer_id = c.id \
+               WHERE c.region = 'north' AND c.id < 20 ORDER BY o.id";
+    let rows = h.run(s, sql).await.expect("join");
+    let want = direct(&format!(
+        "SELECT c.name, o.id::text, o.amount::text FROM {s}.customers c JOIN {s}.orders_remote o ON o.customer_id = c.id \
+         WHERE c.region = 'north' AND c.id < 20 ORDER BY o.id"
+    ))
+    .await;
+    assert!(!want.is_empty());
+    assert_eq!(rows, want);
+    let analyzed = h.run(s, &format!("EXPLAIN ANALYZE {sql}")).await.expect("analyze");
+    let text = analyzed.into_iter().map(|r| r.join("")).collect::<Vec<_>>().join("\n");
+    let scan = text.lines().find(|l| l.contains("ForeignScan")).expect("foreign scan line");
+    assert!(scan.contains("join keys pushed: customer_id = ANY"), "{text}");
+    // Only the orders of those six customers left the source (not all 400).
+    let want_rows = want.len();
+    assert!(scan.contains(&format!("output_rows={want_rows},")), "{text}");
+
+    // An empty small side: no row can join, the source is not even asked.
+    let none = "SELECT o.id FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.region = 'east'";
+    assert_eq!(h.run(s, none).await.expect("empty"), Vec::<Vec<String>>::new());
+
+    // A left join keeps every order: their keys must not be narrowed.
+    let left = "SELECT count(*) FROM orders o LEFT JOIN customers c ON o.customer_id = c.id AND c.region = 'north'";
+    assert_eq!(h.run(s, left).await.expect("left join"), vec![vec!["400".to_string()]]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
