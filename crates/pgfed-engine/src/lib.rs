@@ -21,6 +21,7 @@
 //! `COLLATE "C"`); now() is the statement's start, not the transaction's; integer arithmetic is
 //! checked as in Postgres (22003) and division by zero fails (22012).
 
+mod clickhouse;
 mod context;
 mod dynamic;
 mod error;

@@ -57,7 +57,7 @@ fn push_at(plan: LogicalPlan, runtime: &Arc<Runtime>, root: bool) -> Result<Logi
     if let Some(source) = single_source(&plan)
         && worth_pushing(&plan)
         && (root || !orders_its_output(&plan))
-        && plan_pushable(&plan, source.text_ordering)
+        && (source.dialect != SqlDialect::Postgres || plan_pushable(&plan, source.text_ordering))
         && let Some(node) = RemoteQuery::try_new(&plan, runtime)?
     {
         return Ok(LogicalPlan::Extension(Extension { node: Arc::new(node) }));
@@ -89,7 +89,7 @@ fn single_source(plan: &LogicalPlan) -> Option<SqlSource> {
     let _ = plan.apply(|node| {
         let leaf_ok = match node {
             LogicalPlan::TableScan(scan) => match foreign(scan).and_then(|f| f.table.sql_source()) {
-                Some(s) if s.dialect == SqlDialect::Postgres => match &found {
+                Some(s) if matches!(s.dialect, SqlDialect::Postgres | SqlDialect::ClickHouse) => match &found {
                     Some(f) => f.identity == s.identity,
                     None => {
                         found = Some(s);
@@ -561,6 +561,12 @@ fn remote_leaf(scan: &TableScan, alias: &TableReference, predicates: Vec<Expr>) 
     Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(plan), alias.clone())?))
 }
 
+/// The declared columns (local names and types) of a foreign scan and their remote names.
+pub(crate) fn foreign_columns(scan: &TableScan, source: &SqlSource) -> Option<(SchemaRef, Vec<String>)> {
+    let table = foreign(scan)?;
+    (source.columns.len() == table.schema.fields().len()).then(|| (table.schema.clone(), source.columns.clone()))
+}
+
 /// A subtree run by one foreign source.
 #[derive(Clone)]
 pub(crate) struct RemoteQuery {
@@ -591,12 +597,21 @@ impl RemoteQuery {
         if runtime.require_pushdown && !restricts(plan) {
             return Err(EngineError::PushdownRequired(tables.join(", ")).into_datafusion());
         }
-        let Some((remote, params)) = remote_plan(plan)? else { return Ok(None) };
-        let Ok(statement) = Unparser::new(&PostgreSqlDialect {}).plan_to_sql(&remote) else {
-            return Ok(None);
+        let (sql, params) = match first.table.sql_source() {
+            Some(source) if source.dialect == SqlDialect::ClickHouse => {
+                let Some(sql) = crate::clickhouse::to_sql(plan, &source) else { return Ok(None) };
+                (sql, Vec::new())
+            }
+            _ => {
+                let Some((remote, params)) = remote_plan(plan)? else { return Ok(None) };
+                let Ok(statement) = Unparser::new(&PostgreSqlDialect {}).plan_to_sql(&remote) else {
+                    return Ok(None);
+                };
+                (statement.to_string(), params)
+            }
         };
         Ok(Some(RemoteQuery {
-            sql: statement.to_string(),
+            sql,
             params,
             tables,
             table: first.table.clone(),
