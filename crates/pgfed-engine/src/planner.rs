@@ -345,6 +345,7 @@ pub(crate) fn plan_statement(
     let plan = SqlToRel::new_with_options(&provider, parser_options(state))
         .sql_statement_to_plan_with_context(statement, &mut planner_context)?;
     semantics::check_plan(&plan)?;
+    semantics::check_avg(&plan)?;
     let plan = semantics::int4_literals(plan)?;
     let plan = semantics::postgres_sums(plan)?;
 

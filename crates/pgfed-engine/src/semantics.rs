@@ -132,6 +132,47 @@ pub(crate) fn collation_is_bytewise(collation: &str) -> bool {
 /// Refuses text ordering that DataFusion would evaluate (ORDER BY, window ORDER BY, `<`/`>`,
 /// min/max on text) when the database's collation is not byte order: the answer would differ
 /// from Postgres's. Subtrees sent to Postgres ([`crate::local::LocalQuery`]) are not inspected.
+/// avg over integers and numerics is numeric in Postgres, with a display scale chosen per
+/// value (`avg` of 1 and 2 is `1.5000000000000000`); DataFusion's is float8 or a fixed-scale
+/// decimal, and a pushed subtree's result is typed by DataFusion too. Refused (checked before
+/// type coercion, which would hide the argument's type behind a cast) rather than shown with
+/// other digits.
+pub(crate) fn check_avg(plan: &LogicalPlan) -> Result<(), EngineError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let exact = |t: &DataType| {
+        matches!(t, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Decimal128(_, _))
+    };
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Aggregate(agg) = node else { return Ok(TreeNodeRecursion::Continue) };
+        let schema = agg.input.schema().clone();
+        for e in node.expressions() {
+            e.apply(|e| {
+                if let Expr::AggregateFunction(a) = e
+                    && a.func.name() == "avg"
+                    && let Some(arg) = a.params.args.first()
+                {
+                    if arg.get_type(&schema).is_ok_and(|t| exact(&t)) {
+                        found = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })
+    .map_err(EngineError::from)?;
+    if found {
+        return Err(EngineError::Unsupported(
+            "avg of integer or numeric values across sources (Postgres's numeric result scale is not reproduced; \
+             use avg(x::float8), or sum(x) and count(x))"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<(), EngineError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     if collation_is_bytewise(collation) {
