@@ -151,11 +151,10 @@ pub(crate) fn check_avg(plan: &LogicalPlan) -> Result<(), EngineError> {
                 if let Expr::AggregateFunction(a) = e
                     && a.func.name() == "avg"
                     && let Some(arg) = a.params.args.first()
+                    && arg.get_type(&schema).is_ok_and(|t| exact(&t))
                 {
-                    if arg.get_type(&schema).is_ok_and(|t| exact(&t)) {
-                        found = true;
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
             })?;
