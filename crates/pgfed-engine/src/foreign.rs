@@ -12,6 +12,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
@@ -294,6 +295,14 @@ impl ExecutionPlan for ForeignScanExec {
             }
         }
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    /// The connector's estimate; without one a foreign table is taken to be large (federation
+    /// reads analytical tables), so a join builds its hash table from the other side, when that
+    /// side's size is known, and sends its keys here.
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let estimate = self.table.estimate(&self.request).map(|e| (e.rows, e.width)).or(Some((1e9, 100)));
+        Ok(Arc::new(crate::local::estimate_statistics(estimate, &self.schema)))
     }
 
     fn handle_child_pushdown_result(

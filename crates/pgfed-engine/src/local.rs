@@ -19,8 +19,9 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchemaRef, JoinType};
+use datafusion::common::{DFSchemaRef, JoinType, Statistics};
 use datafusion::datasource::{TableProvider, TableType, source_as_provider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -313,8 +314,46 @@ impl ExtensionPlanner for LocalPlanner {
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(q) = node.as_any().downcast_ref::<LocalQuery>() else { return Ok(None) };
         let schema: SchemaRef = Arc::new(q.schema.as_arrow().clone());
-        Ok(Some(Arc::new(LocalQueryExec::new(q.sql.clone(), schema, q.runtime.clone()))))
+        // Postgres's own estimate lets DataFusion build its hash tables from the smaller side and
+        // send that side's keys to the larger (`dynamic.rs`). An error here is the one the query
+        // itself would raise (and has aborted the client's transaction block as the query would).
+        let explain = q
+            .runtime
+            .session
+            .query_text(&format!("EXPLAIN {}", q.sql), &[])
+            .await
+            .map_err(|e| EngineError::Upstream(e).into_datafusion())?;
+        let estimate = explain.first().and_then(|r| r.first()).and_then(|l| l.as_deref()).and_then(plan_estimate);
+        let mut exec = LocalQueryExec::new(q.sql.clone(), schema, q.runtime.clone());
+        exec.statistics = Arc::new(estimate_statistics(estimate, &exec.schema));
+        Ok(Some(Arc::new(exec)))
     }
+}
+
+/// Rows and average width from the top line of a Postgres plan
+/// (`Seq Scan on t  (cost=0.00..35.50 rows=2550 width=36)`).
+fn plan_estimate(line: &str) -> Option<(f64, u32)> {
+    let number = |key: &str| -> Option<&str> {
+        let at = line.rfind(key)? + key.len();
+        let rest = &line[at..];
+        Some(&rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())])
+    };
+    Some((number(" rows=")?.parse().ok()?, number(" width=")?.parse().ok()?))
+}
+
+/// DataFusion statistics from an estimate (rows, width); unknown without one.
+pub(crate) fn estimate_statistics(estimate: Option<(f64, u32)>, schema: &SchemaRef) -> Statistics {
+    let mut stats = Statistics::new_unknown(schema);
+    if let Some((rows, width)) = estimate
+        && rows.is_finite()
+        && rows >= 0.0
+    {
+        // Saturating float-to-int conversion; an estimate needs no more.
+        let rows = rows as usize;
+        stats.num_rows = Precision::Inexact(rows);
+        stats.total_byte_size = Precision::Inexact(rows.saturating_mul(width.max(1) as usize));
+    }
+    stats
 }
 
 /// Runs one [`LocalQuery`] in the client's session and decodes its rows.
@@ -324,6 +363,7 @@ pub(crate) struct LocalQueryExec {
     runtime: Arc<Runtime>,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    statistics: Arc<Statistics>,
 }
 
 impl fmt::Debug for LocalQueryExec {
@@ -340,7 +380,8 @@ impl LocalQueryExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { sql, schema, runtime, props, metrics: ExecutionPlanMetricsSet::new() }
+        let statistics = Arc::new(Statistics::new_unknown(&schema));
+        Self { sql, schema, runtime, props, metrics: ExecutionPlanMetricsSet::new(), statistics }
     }
 }
 
@@ -376,6 +417,10 @@ impl ExecutionPlan for LocalQueryExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        Ok(self.statistics.clone())
     }
 
     fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
