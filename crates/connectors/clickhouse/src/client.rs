@@ -158,8 +158,10 @@ fn build_client(config: &ServerConfig) -> Result<Client, ConnectorError> {
             .enable_http1()
             .wrap_connector(http)
     };
-    // ClickHouse closes idle connections after 3 s (18.16) or 10 s: reuse them for less.
-    let hyper = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(2)).build(https);
+    // No idle connections are kept: a pooled connection belongs to the runtime whose task drives
+    // it, and connections are shared process-wide (a second runtime, as in tests, would find
+    // them dead). A request costs a TCP connection; ClickHouse's own keep-alive is 3 s anyway.
+    let hyper = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(https);
     let mut client = Client::with_http_client(hyper).with_url(&config.url).with_validation(false);
     if let Some(db) = &config.database {
         client = client.with_database(db);

@@ -59,7 +59,7 @@ pub(crate) async fn import(
     }
     let text = conn
         .text(
-            &format!("SELECT table, name, type FROM system.columns WHERE database = {db} ORDER BY table, position"),
+            &format!("SELECT table, name, type FROM system.columns WHERE database = {db} ORDER BY table"),
             Some(deadline),
         )
         .await?;

@@ -180,10 +180,7 @@ async fn remote_columns(
     let deadline = Instant::now() + conn.config.connect_timeout + Duration::from_secs(30);
     let text = conn
         .text(
-            &format!(
-                "SELECT name, type FROM system.columns WHERE database = {db} AND table = {} ORDER BY position",
-                quote_str(table)
-            ),
+            &format!("SELECT name, type FROM system.columns WHERE database = {db} AND table = {}", quote_str(table)),
             Some(deadline),
         )
         .await?;
