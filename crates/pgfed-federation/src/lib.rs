@@ -20,7 +20,11 @@ use pgfed_router::{QualifiedName, Router};
 
 /// The connectors pgfed ships.
 pub fn builtin_wrappers() -> Vec<Arc<dyn Wrapper>> {
-    vec![Arc::new(pgfed_connector_postgres::PostgresWrapper)]
+    vec![
+        Arc::new(pgfed_connector_postgres::PostgresWrapper),
+        Arc::new(pgfed_connector_http::HttpWrapper::default()),
+        Arc::new(pgfed_connector_clickhouse::ClickHouseWrapper),
+    ]
 }
 
 /// Shared by every session: connectors, engine, catalog snapshot, router. Cheap to clone.
