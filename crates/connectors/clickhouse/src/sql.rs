@@ -663,3 +663,94 @@ pub(crate) mod tests {
         assert!(def.select(&bad).is_err());
     }
 }
+
+/// Writes the SQL this layer generates, with a table to run it on, to the file named by
+/// `PGFED_CH_SQL_SAMPLES` (scripts/check-clickhouse-sql runs it through current ClickHouse).
+#[cfg(test)]
+mod samples {
+    use super::tests::column;
+    use super::*;
+
+    #[test]
+    fn write_sql_samples() {
+        let Ok(path) = std::env::var("PGFED_CH_SQL_SAMPLES") else { return };
+        let def = TableDef {
+            database: None,
+            table: "samples".into(),
+            columns: vec![
+                column("i", "Nullable(Int32)", DataType::Int32),
+                column("u", "UInt64", DataType::Decimal128(20, 0)),
+                column("f", "Float64", DataType::Float64),
+                column("d", "Decimal(12, 3)", DataType::Decimal128(12, 3)),
+                column("s", "Nullable(String)", DataType::Utf8),
+                column("e", "Enum8('a' = 1, 'b' = 2)", DataType::Utf8),
+                column("dt", "Date", DataType::Date32),
+                column("ts", "DateTime", DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))),
+                column("id", "UUID", DataType::FixedSizeBinary(16)),
+                column("b", "UInt8", DataType::Boolean),
+            ],
+        };
+        let create = "CREATE TABLE samples (i Nullable(Int32), u UInt64, f Float64, d Decimal(12, 3), s Nullable(String), \
+                      e Enum8('a' = 1, 'b' = 2), dt Date, ts DateTime, id UUID, b UInt8) ENGINE = Memory";
+        let values = [
+            ("i", vec![Value::Int(5), Value::Int(1 << 40), Value::Null]),
+            ("u", vec![Value::Numeric("18446744073709551615".into()), Value::Int(3)]),
+            (
+                "f",
+                vec![
+                    Value::Float(100.0),
+                    Value::Float(f64::NAN),
+                    Value::Float(f64::NEG_INFINITY),
+                    Value::Float(0.1 + 0.2),
+                ],
+            ),
+            ("d", vec![Value::Numeric("-1.2500".into()), Value::Int(7)]),
+            ("s", vec![Value::Text("it's \\ ü".into()), Value::Bytes(vec![0, 255])]),
+            ("e", vec![Value::Text("a".into())]),
+            ("dt", vec![Value::Date(19782), Value::Date(-5)]),
+            ("ts", vec![Value::TimestampTz(1_700_000_000_000_000)]),
+            ("id", vec![Value::Uuid([7; 16])]),
+            ("b", vec![Value::Bool(true), Value::Bool(false)]),
+        ];
+        let mut out = vec![create.to_string()];
+        for (name, vs) in &values {
+            let mut quals = vec![Qual { column: (*name).into(), operator: Operator::IsNull, value: QualValue::None }];
+            for op in [Operator::Eq, Operator::NotEq, Operator::Lt, Operator::GtEq, Operator::Gt, Operator::LtEq] {
+                for v in vs {
+                    quals.push(Qual { column: (*name).into(), operator: op, value: QualValue::One(v.clone()) });
+                }
+            }
+            quals.push(Qual { column: (*name).into(), operator: Operator::Eq, value: QualValue::Any(vs.clone()) });
+            quals.push(Qual { column: (*name).into(), operator: Operator::NotEq, value: QualValue::All(vs.clone()) });
+            for p in ["a%", "100\\%", "a\\_b_", "x\\y"] {
+                quals.push(Qual {
+                    column: (*name).into(),
+                    operator: Operator::Like,
+                    value: QualValue::One(Value::Text(p.into())),
+                });
+                quals.push(Qual {
+                    column: (*name).into(),
+                    operator: Operator::NotLike,
+                    value: QualValue::One(Value::Text(p.into())),
+                });
+            }
+            for qual in quals {
+                if def.qual_sql(&qual).is_none() {
+                    continue;
+                }
+                let sort = if def.accepts_sort(&[SortKey {
+                    column: (*name).into(),
+                    descending: true,
+                    nulls: NullsOrder::First,
+                }]) {
+                    vec![SortKey { column: (*name).into(), descending: true, nulls: NullsOrder::First }]
+                } else {
+                    vec![]
+                };
+                let request = ScanRequest { columns: vec![(*name).into()], quals: vec![qual], sort, limit: Some(3) };
+                out.push(def.select(&request).expect("select"));
+            }
+        }
+        std::fs::write(path, out.join(";\n") + ";\n").expect("write samples");
+    }
+}
