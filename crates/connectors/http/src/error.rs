@@ -10,7 +10,7 @@ pub(crate) const SNIPPET_CHARS: usize = 200;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
     /// The API answered with an error status (after any retries).
-    #[error("{method} {url} returned HTTP {status}{}", snippet_suffix(.snippet))]
+    #[error("{method} {url}{}", snippet_suffix(.snippet))]
     Status { method: String, url: String, status: u16, snippet: String },
     /// No connection could be made (DNS, refused, TLS handshake).
     #[error("{url}: {reason}")]

@@ -206,7 +206,7 @@ impl ForeignTable for HttpTable {
 
     /// The first-page request URLs, secrets redacted, the pagination and the limit.
     fn explain(&self, request: &ScanRequest) -> Vec<String> {
-        match plan::plan(&self.config.def, &self.config.server, request) {
+        match plan::plan(&self.config.def, &self.config.server, request, true) {
             Ok(p) => plan::explain(&self.config.def, &self.config.server, &p, &|u| match url::Url::parse(u) {
                 Ok(u) => self.redactor.url(&u),
                 Err(_) => self.redactor.scrub(u),
@@ -216,7 +216,7 @@ impl ForeignTable for HttpTable {
     }
 
     async fn scan(&self, request: ScanRequest, ctx: ScanContext) -> Result<BatchStream, ConnectorError> {
-        let plan = plan::plan(&self.config.def, &self.config.server, &request)?;
+        let plan = plan::plan(&self.config.def, &self.config.server, &request, false)?;
         Ok(scan::scan(self.config.clone(), self.fetcher(&ctx), plan))
     }
 

@@ -1,5 +1,5 @@
 //! A scan: the planned requests, page after page, each page's rows converted into one record
-//! batch.
+//! batch. A 404 on a path with a `{column}` placeholder means no such row: no rows, no error.
 //!
 //! A task fetches pages and hands batches over a channel of one, reserving its slot before each
 //! request: while pgfed works on page n the task fetches page n + 1, never more, so a consumer
@@ -77,7 +77,12 @@ impl Producer<'_> {
             loop {
                 // The consumer is gone: nothing more to do.
                 let Ok(permit) = tx.reserve().await else { return Ok(()) };
-                let response = self.fetcher.get(&url).await?;
+                let response = match self.fetcher.get(&url).await {
+                    Ok(r) => r,
+                    // A lookup whose key names nothing: no row, as `WHERE id = 400` finds none.
+                    Err(HttpError::Status { status: 404, .. }) if def.path.columns().next().is_some() => break,
+                    Err(e) => return Err(e.into()),
+                };
                 pages += 1;
                 let shown = || self.fetcher.redactor.url(&url);
                 let body: &RawValue = serde_json::from_slice(&response.body).map_err(|e| HttpError::Body {
