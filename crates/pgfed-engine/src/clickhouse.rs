@@ -6,8 +6,9 @@
 //! left to pgfed above the remote query (or to the connector's qual path):
 //!
 //! - Logic over NULL: ClickHouse 18.16 makes `NULL AND 0` NULL (Postgres: false), which differs
-//!   under NOT. Predicates are therefore only conjunctions, at the top of WHERE or HAVING, of
-//!   comparisons, IS [NOT] NULL, IN lists and BETWEEN, where NULL and false both drop the row.
+//!   under NOT. Predicates are therefore only ANDs and ORs (each side `ifNull(.., 0)`), at the top
+//!   of WHERE or HAVING, of comparisons, IS [NOT] NULL, IN lists and BETWEEN, where NULL and false
+//!   both drop the row; no NOT.
 //! - Floats: Postgres sorts NaN above every number and makes `NaN = NaN` true; ClickHouse does
 //!   neither. A float is compared only with a finite literal, `>`/`>=` written as
 //!   `(x > c OR isNaN(x))`; floats are not sort or group keys and have no min/max pushed.
@@ -143,6 +144,10 @@ impl Scope<'_> {
             Expr::BinaryExpr(b) if b.op == Operator::And => {
                 Some(format!("({} AND {})", self.predicate(&b.left)?, self.predicate(&b.right)?))
             }
+            // Only whether it is true matters here, so each side's NULL may read as false.
+            Expr::BinaryExpr(b) if b.op == Operator::Or => {
+                Some(format!("(ifNull({}, 0) OR ifNull({}, 0))", self.predicate(&b.left)?, self.predicate(&b.right)?))
+            }
             Expr::BinaryExpr(b) => self.comparison(&b.left, b.op, &b.right),
             Expr::IsNull(x) => Some(format!("({} IS NULL)", self.value(x)?)),
             Expr::IsNotNull(x) => Some(format!("({} IS NOT NULL)", self.value(x)?)),
@@ -234,6 +239,11 @@ impl Scope<'_> {
         if p.distinct {
             return None;
         }
+        // sum(int4) is coerced to sum(CAST(x AS bigint)); ClickHouse's sum of Int32 is Int64.
+        let x = match x {
+            Expr::Cast(c) if name == "sum" && c.field.data_type() == &DataType::Int64 => c.expr.as_ref(),
+            other => other,
+        };
         let t = self.ty(x)?;
         let ok = match name {
             "sum" => matches!(t, DataType::Int16 | DataType::Int32 | DataType::Decimal128(_, _)) || is_float(&t),
@@ -279,7 +289,7 @@ impl Select {
         if !self.filters.is_empty() {
             sql.push_str(&format!(" WHERE {}", self.filters.join(" AND ")));
         }
-        if let Some(g) = &self.group_by {
+        if let Some(g) = self.group_by.as_ref().filter(|g| !g.is_empty()) {
             sql.push_str(&format!(" GROUP BY {}", g.join(", ")));
         }
         if !self.having.is_empty() {
@@ -367,7 +377,11 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
                 })
                 .collect::<Option<Vec<_>>>()?;
             let aggs = a.aggr_expr.iter().map(|e| scope.aggregate(e)).collect::<Option<Vec<_>>>()?;
-            if keys.is_empty() && !aggs.iter().all(|a| a.starts_with("count(")) {
+            let counts_only = a
+                .aggr_expr
+                .iter()
+                .all(|e| matches!(e.clone().unalias(), Expr::AggregateFunction(f) if f.func.name() == "count"));
+            if keys.is_empty() && !counts_only {
                 return None;
             }
             s.items = keys.iter().cloned().chain(aggs).collect();

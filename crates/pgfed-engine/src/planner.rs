@@ -347,6 +347,7 @@ pub(crate) fn plan_statement(
     semantics::check_plan(&plan)?;
     semantics::check_avg(&plan)?;
     let plan = semantics::int4_literals(plan)?;
+    let plan = semantics::float_literals(plan)?;
     let plan = semantics::postgres_sums(plan)?;
 
     // Parameters: the client's declared type, else DataFusion's inference, else text.

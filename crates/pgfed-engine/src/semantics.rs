@@ -303,6 +303,63 @@ pub(crate) fn int4_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineErro
     Ok(t.data)
 }
 
+/// A numeric literal beside a float is a float, as in Postgres (`v > 900.0` with `v` float8
+/// compares floats; numeric casts implicitly to float8, not the other way). DataFusion would cast
+/// the float to a decimal, which fails on NaN and infinity and rounds. Runs before type coercion.
+pub(crate) fn float_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    let t = plan.transform_up_with_subqueries(|node| {
+        let schema = match &node {
+            LogicalPlan::Join(_) => node.schema().clone(),
+            other => match other.inputs().as_slice() {
+                [input] => input.schema().clone(),
+                _ => return Ok(Transformed::no(node)),
+            },
+        };
+        let is_float = |e: &Expr| e.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64));
+        let names = NamePreserver::new(&node);
+        let t = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_up(|e| {
+                Ok(match e {
+                    Expr::BinaryExpr(mut b) => {
+                        let changed = if is_float(&b.left) {
+                            to_float(&mut b.right)
+                        } else if is_float(&b.right) {
+                            to_float(&mut b.left)
+                        } else {
+                            false
+                        };
+                        Transformed::new_transformed(Expr::BinaryExpr(b), changed)
+                    }
+                    Expr::InList(mut l) if is_float(&l.expr) => {
+                        let changed = l.list.iter_mut().fold(false, |c, v| to_float(v) | c);
+                        Transformed::new_transformed(Expr::InList(l), changed)
+                    }
+                    Expr::Between(mut b) if is_float(&b.expr) => {
+                        let changed = to_float(&mut b.low) | to_float(&mut b.high);
+                        Transformed::new_transformed(Expr::Between(b), changed)
+                    }
+                    other => Transformed::no(other),
+                })
+            })?;
+            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
+        })?;
+        if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }
+    })?;
+    Ok(t.data)
+}
+
+/// A decimal literal as the nearest float8 (through its exact text, correctly rounded).
+fn to_float(e: &mut Expr) -> bool {
+    if let Expr::Literal(ScalarValue::Decimal128(Some(v), _, scale), _) = e
+        && let Ok(f) = crate::quals::decimal_text(*v, *scale).parse::<f64>()
+    {
+        *e = Expr::Literal(ScalarValue::Float64(Some(f)), None);
+        return true;
+    }
+    false
+}
+
 /// Plan-level checks after planning.
 pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), EngineError> {
     match plan {
