@@ -29,6 +29,12 @@ pub enum ConnectorError {
     /// The remote system reported an error; `code` is its own error code, if any (HV000).
     #[error("{source_name} error{}: {message}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
     Remote { source_name: String, code: Option<String>, message: String },
+    /// The remote system reported an error whose kind has a Postgres SQLSTATE (a syntax error,
+    /// an unknown column, memory exhausted, a value out of range): the client gets `sqlstate`,
+    /// with the source's own `code` and `message` in the text, so tools that branch on the
+    /// SQLSTATE class behave as with Postgres.
+    #[error("{source_name} error{}: {message}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    RemoteMapped { source_name: String, sqlstate: &'static str, code: Option<String>, message: String },
     /// The operation is not offered by this connector (0A000).
     #[error("{0} is not supported by this foreign data wrapper")]
     NotSupported(String),
@@ -55,6 +61,7 @@ impl ConnectorError {
             ConnectorError::ColumnNotFound(_) => "HV005",
             ConnectorError::DataType { .. } => "HV004",
             ConnectorError::Remote { .. } => "HV000",
+            ConnectorError::RemoteMapped { sqlstate, .. } => sqlstate,
             ConnectorError::NotSupported(_) => "0A000",
             ConnectorError::Cancelled | ConnectorError::TimedOut => "57014",
             ConnectorError::Internal(_) => "XX000",

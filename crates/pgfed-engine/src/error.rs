@@ -177,6 +177,12 @@ fn clone_connector_error(e: &ConnectorError) -> ConnectorError {
         ConnectorError::Remote { source_name, code, message } => {
             ConnectorError::Remote { source_name: source_name.clone(), code: code.clone(), message: message.clone() }
         }
+        ConnectorError::RemoteMapped { source_name, sqlstate, code, message } => ConnectorError::RemoteMapped {
+            source_name: source_name.clone(),
+            sqlstate,
+            code: code.clone(),
+            message: message.clone(),
+        },
         ConnectorError::NotSupported(s) => ConnectorError::NotSupported(s.clone()),
         ConnectorError::Cancelled => ConnectorError::Cancelled,
         ConnectorError::TimedOut => ConnectorError::TimedOut,

@@ -374,22 +374,31 @@ impl Exception {
         }
     }
 
-    /// The closest connector error (the SDK carries no free SQLSTATE, see the crate doc): unknown
-    /// tables and columns, authentication and timeouts have variants of their own; the rest is
-    /// `Remote` with the ClickHouse code, the SQLSTATE pgfed maps it to, and the message.
+    /// The connector error: authentication has a variant of its own; the rest carries the
+    /// mapped SQLSTATE (`RemoteMapped`), or HV000 (`Remote`) where none fits, with the
+    /// ClickHouse code and message.
     pub(crate) fn into_error(self, source_name: &str) -> ConnectorError {
-        let code = self.code.map(|c| format!("{c} ({})", self.sqlstate()));
+        let code = self.code.map(|c| c.to_string());
         match self.sqlstate() {
             "28P01" => ConnectorError::Unreachable {
                 source_name: source_name.to_string(),
                 reason: format!("authentication failed (code {}): {}", self.code.unwrap_or(0), self.message),
             },
-            "57014" if self.code == Some(159) => ConnectorError::Remote {
+            "57014" if self.code == Some(159) => ConnectorError::RemoteMapped {
                 source_name: source_name.to_string(),
+                sqlstate: "57014",
                 code,
                 message: format!("query_timeout exceeded: {}", self.message),
             },
-            _ => ConnectorError::Remote { source_name: source_name.to_string(), code, message: self.message },
+            "HV000" | "XX000" => {
+                ConnectorError::Remote { source_name: source_name.to_string(), code, message: self.message }
+            }
+            sqlstate => ConnectorError::RemoteMapped {
+                source_name: source_name.to_string(),
+                sqlstate,
+                code,
+                message: self.message,
+            },
         }
     }
 }
@@ -415,7 +424,8 @@ mod tests {
             .into_error("ClickHouse");
         assert_eq!(e.sqlstate(), "HV00N");
         let e = Exception::parse("Code: 241, e.displayText() = DB::Exception: Memory limit").into_error("ClickHouse");
-        assert!(e.to_string().contains("241 (53200)"), "{e}");
+        assert_eq!(e.sqlstate(), "53200");
+        assert!(e.to_string().contains("error 241: Memory limit"), "{e}");
     }
 
     #[test]

@@ -303,7 +303,8 @@ async fn generated_queries_run_and_decode_into_the_engine_schema() {
         Err(e) => Err(e),
     };
     let e = r.expect_err("syntax error");
-    assert!(e.to_string().contains("62 (42601)"), "{e}");
+    assert_eq!(e.sqlstate(), "42601", "{e}");
+    assert!(e.to_string().contains("error 62: ") && e.to_string().contains("Syntax error"), "{e}");
 }
 
 #[tokio::test]
