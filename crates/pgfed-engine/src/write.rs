@@ -94,7 +94,9 @@ pub(crate) struct WriteColumn {
 pub(crate) struct WritePlan {
     op: Op,
     name: String,
-    table: Arc<dyn SdkTable>,
+    /// The foreign table written, or `None` for an INSERT into a local table ([`LocalSink`]).
+    table: Option<Arc<dyn SdkTable>>,
+    local: Option<LocalSink>,
     columns: Vec<WriteColumn>,
     returning: Option<Returning>,
     /// UPDATE ... FROM / DELETE ... USING may join a target row more than once; Postgres writes
@@ -103,6 +105,19 @@ pub(crate) struct WritePlan {
     /// The source reads local tables through the client's session: its rows are read to the end
     /// before the first conversion query uses that session.
     reads_local: bool,
+}
+
+/// `INSERT INTO local_table ... SELECT ... FROM foreign_table`: each source batch is sent to the
+/// client's session as one `INSERT INTO <target as written> [(cols)] SELECT u.c1::type1, ...
+/// FROM unnest($1::text[], ...) AS u(c1, ...) [ON CONFLICT ...]`, the values in Postgres's text
+/// form and cast from the source column's type, so Postgres assigns them to the target columns
+/// (and checks privileges, constraints and conflicts) exactly as in an INSERT ... SELECT of its
+/// own. It runs in the client's transaction (the unit's implicit one in autocommit), so a failure
+/// in any batch undoes them all.
+struct LocalSink {
+    sql: String,
+    /// The source columns' types, for their text form.
+    types: Vec<PgType>,
 }
 
 /// `RETURNING ...`: a projection over the target's columns, evaluated on the rows the connector
@@ -260,9 +275,6 @@ async fn prepare_insert(
     insert: ast::Insert,
     param_type_oids: &[u32],
 ) -> Result<Prepared, EngineError> {
-    if insert.on.is_some() {
-        return Err(unsupported("INSERT ... ON CONFLICT"));
-    }
     let ast::TableObject::TableName(table_name) = &insert.table else {
         return Err(unsupported("INSERT INTO a table function"));
     };
@@ -273,6 +285,14 @@ async fn prepare_insert(
         select
     });
     let targets = resolve_statement(&target_statement, &s.ctx, s.wrappers, &s.runtime, &s.tz, Some(&reference)).await?;
+    if let Some(provider) = targets.get(&reference)
+        && provider.downcast_ref::<crate::local::LocalProvider>().is_some()
+    {
+        return prepare_local_insert(s, insert, param_type_oids).await;
+    }
+    if insert.on.is_some() {
+        return Err(unsupported("INSERT ... ON CONFLICT into a foreign table"));
+    }
     let target = check_target(Op::Insert, &reference, &targets)?;
     let foreign = target.foreign()?;
     let declared = &foreign.catalog.columns;
@@ -398,13 +418,77 @@ async fn prepare_insert(
     let write = WritePlan {
         op: Op::Insert,
         name: foreign.name.clone(),
-        table: foreign.table.clone(),
+        table: Some(foreign.table.clone()),
+        local: None,
         columns,
         dedupe: false,
         reads_local: reads_local(&providers),
         returning: returning.map(|r| r.0),
     };
     providers.insert(reference, target.provider.clone());
+    finish(s, planned, providers, write)
+}
+
+/// `INSERT INTO local_table [(cols)] SELECT ... [ON CONFLICT ...]` whose SELECT reads foreign
+/// tables: the SELECT is planned here, the INSERT is Postgres's ([`LocalSink`]).
+async fn prepare_local_insert(
+    s: WriteSession<'_>,
+    insert: ast::Insert,
+    param_type_oids: &[u32],
+) -> Result<Prepared, EngineError> {
+    if insert.returning.is_some() {
+        return Err(unsupported("RETURNING in an INSERT into a local table from foreign tables"));
+    }
+    let Some(source) = insert.source.clone() else {
+        return Err(unsupported("INSERT ... DEFAULT VALUES here"));
+    };
+    let source_statement = Statement::Query(source);
+    let providers = resolve_statement(&source_statement, &s.ctx, s.wrappers, &s.runtime, &s.tz, None).await?;
+    let planned = plan_statement(&s.state, &providers, source_statement, param_type_oids, &s.tz)?;
+    let fields = planned.plan.schema().fields().clone();
+    let types = fields
+        .iter()
+        .map(|f| {
+            PgType::default_for(f.data_type())
+                .ok_or_else(|| unsupported(format!("inserting a value of type {} into a local table", f.data_type())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = (1..=types.len()).map(|i| format!("c{i}")).collect();
+    let select = format!(
+        // Multi-argument unnest is FROM-clause syntax for ROWS FROM (unnest(..), ..), written
+        // unqualified (the schema-qualified function takes one array).
+        "SELECT {} FROM unnest({}) AS pgfed_rows({})",
+        names
+            .iter()
+            .zip(&types)
+            .map(|(n, t)| format!("pgfed_rows.{n}::{}", sql_type_name(t)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=types.len()).map(|i| format!("${i}::pg_catalog.text[]")).collect::<Vec<_>>().join(", "),
+        names.join(", "),
+    );
+    let mut statements =
+        Parser::parse_sql(&PostgreSqlDialect {}, &select).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let Some(Statement::Query(rows)) = statements.pop() else {
+        return Err(EngineError::Internal("unnest template".into()));
+    };
+    let mut local = insert.clone();
+    local.source = Some(rows);
+    let sql = Statement::Insert(local).to_string();
+    let write = WritePlan {
+        op: Op::Insert,
+        name: target_reference(match &insert.table {
+            ast::TableObject::TableName(n) => n,
+            _ => return Err(unsupported("INSERT INTO a table function")),
+        })?
+        .to_string(),
+        table: None,
+        local: Some(LocalSink { sql, types }),
+        columns: Vec::new(),
+        dedupe: false,
+        reads_local: reads_local(&providers),
+        returning: None,
+    };
     finish(s, planned, providers, write)
 }
 
@@ -513,7 +597,8 @@ async fn prepare_update(
     let write = WritePlan {
         op: Op::Update,
         name: foreign.name.clone(),
-        table: foreign.table.clone(),
+        table: Some(foreign.table.clone()),
+        local: None,
         columns,
         dedupe: !from.is_empty(),
         reads_local: reads_local(&providers),
@@ -567,7 +652,8 @@ async fn prepare_delete(
     let write = WritePlan {
         op: Op::Delete,
         name: foreign.name.clone(),
-        table: foreign.table.clone(),
+        table: Some(foreign.table.clone()),
+        local: None,
         columns: vec![row_id_column(foreign, &row_id)?],
         dedupe: !using.is_empty(),
         reads_local: reads_local(&providers),
@@ -740,8 +826,10 @@ fn finish(
 ) -> Result<Prepared, EngineError> {
     let columns = write.returning.as_ref().map(|r| r.columns.clone()).unwrap_or_default();
     let mut tables = crate::planner::touched(&providers);
-    if !tables.iter().any(|t| std::ptr::addr_eq(Arc::as_ptr(&t.table), Arc::as_ptr(&write.table))) {
-        tables.push(crate::txn::Touched { name: write.name.clone(), table: write.table.clone() });
+    if let Some(table) = &write.table
+        && !tables.iter().any(|t| std::ptr::addr_eq(Arc::as_ptr(&t.table), Arc::as_ptr(table)))
+    {
+        tables.push(crate::txn::Touched { name: write.name.clone(), table: table.clone() });
     }
     Ok(Prepared {
         param_types: planned.param_types,
@@ -815,6 +903,7 @@ pub(crate) fn run(
         tz: prepared.tz.clone(),
         affected: affected.clone(),
         seen: HashSet::new(),
+        wrote_local: false,
     };
     let batches = futures::stream::unfold(Some(writer), |state| async move {
         let mut writer = state?;
@@ -858,6 +947,27 @@ struct Writer {
     tz: String,
     affected: Arc<AtomicU64>,
     seen: HashSet<String>,
+    wrote_local: bool,
+}
+
+/// One INSERT of a [`LocalSink`] with `batch`'s rows (none: empty arrays); rows inserted.
+async fn insert_local(
+    sink: &LocalSink,
+    session: &dyn UpstreamSession,
+    batch: Option<&RecordBatch>,
+) -> Result<u64, EngineError> {
+    let params = match batch {
+        Some(batch) => batch
+            .columns()
+            .iter()
+            .zip(&sink.types)
+            .map(|(a, t)| text_values(a, t).map(|v| Some(array_literal(&v))))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![Some("{}".to_string()); sink.types.len()],
+    };
+    let tag = session.execute(&sink.sql, &params).await?;
+    // "INSERT 0 n"
+    Ok(tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
 impl Writer {
@@ -887,16 +997,33 @@ impl Writer {
     /// Writes source batches until one gives RETURNING rows; `None` at the end.
     async fn step(&mut self) -> Result<Option<RecordBatch>, EngineError> {
         loop {
-            let Some(batch) = self.next_source().await? else { return Ok(None) };
+            let Some(batch) = self.next_source().await? else {
+                // No row at all: the INSERT still runs once, so Postgres reports what it would
+                // (privileges, column counts, constraints of the statement).
+                if let Some(sink) = &self.write.local
+                    && !self.wrote_local
+                {
+                    self.wrote_local = true;
+                    insert_local(sink, self.session.as_ref(), None).await?;
+                }
+                return Ok(None);
+            };
             let batch = if self.write.dedupe { self.dedupe(batch)? } else { batch };
             if batch.num_rows() == 0 {
                 continue;
             }
             let write = self.write.clone();
             let session = self.session.clone();
+            if let Some(sink) = &write.local {
+                self.affected.fetch_add(insert_local(sink, session.as_ref(), Some(&batch)).await?, Ordering::Relaxed);
+                self.wrote_local = true;
+                continue;
+            }
             let rows = convert(&write, &self.tz, session.as_ref(), &batch).await?;
             let names = self.returning.as_ref().map(|r| r.names.clone()).unwrap_or_default();
-            let table = &self.write.table;
+            let Some(table) = &self.write.table else {
+                return Err(EngineError::Internal("a foreign write without its table".into()));
+            };
             let result = match self.write.op {
                 Op::Insert => table.insert(rows, &names, &self.scan).await,
                 Op::Update => table.update(rows, &names, &self.scan).await,

@@ -1070,8 +1070,37 @@ async fn insert_select_from_a_local_table_and_update_from_it() {
         direct(&format!("SELECT string_agg(qty::text, ',' ORDER BY id) FROM {s}.items_remote WHERE id <= 6")).await,
         strings(&[&["10,20,30,40,50,6"]])
     );
-    // The target may not be a local table (yet).
-    let err = h.write(s, "INSERT INTO src SELECT id, name FROM items", AUTO).await.expect_err("local target");
+    // A local target: the rows go to Postgres, which assigns, checks and resolves conflicts.
+    exec(&format!("CREATE TABLE {s}.dst (id int PRIMARY KEY, name text NOT NULL, qty numeric(6,1))")).await;
+    let (_, tag) =
+        h.write(s, "INSERT INTO dst SELECT id, name FROM items WHERE id <= 10", AUTO).await.expect("local target");
+    assert_eq!(tag, "INSERT 0 10");
+    let (_, tag) = h
+        .write(
+            s,
+            "INSERT INTO dst AS d (id, name, qty) SELECT id, name || ' again', qty / 3.0 FROM items WHERE id <= 20 \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE d.id % 2 = 0",
+            AUTO,
+        )
+        .await
+        .expect("on conflict");
+    assert_eq!(tag, "INSERT 0 15");
+    assert_eq!(
+        direct(&format!(
+            "SELECT count(*)::text, count(*) FILTER (WHERE name LIKE '% again')::text, sum(qty)::text FROM {s}.dst"
+        ))
+        .await,
+        // qty of ids 11..20 is id / 3.0 rounded to numeric(6,1) by Postgres's assignment.
+        strings(&[&["20", "15", "51.7"]])
+    );
+    let (_, tag) = h.write(s, "INSERT INTO dst SELECT id, name FROM items WHERE id < 0", AUTO).await.expect("no rows");
+    assert_eq!(tag, "INSERT 0 0");
+    // Postgres's own errors, unchanged: a duplicate key, a column that does not exist.
+    let err = h.write(s, "INSERT INTO dst SELECT id, name FROM items", AUTO).await.expect_err("duplicate");
+    assert_eq!(err.sqlstate(), "23505", "{err}");
+    let err = h.write(s, "INSERT INTO dst (nope) SELECT id FROM items WHERE id < 0", AUTO).await.expect_err("column");
+    assert_eq!(err.sqlstate(), "42703", "{err}");
+    let err = h.write(s, "INSERT INTO dst SELECT id, name FROM items RETURNING id", AUTO).await.expect_err("returning");
     assert_eq!(err.sqlstate(), "0A000", "{err}");
 }
 
