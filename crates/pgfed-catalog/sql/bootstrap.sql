@@ -173,5 +173,28 @@ GRANT INSERT, DELETE ON pgfed.user_mappings TO PUBLIC;
 GRANT INSERT, UPDATE ON pgfed.user_mapping_options TO PUBLIC;
 GRANT INSERT, UPDATE, DELETE ON pgfed.foreign_tables TO PUBLIC;
 
+-- Objects created from the catalog files in pgfed.toml ([catalog] files, docs/configuration.md):
+-- pgfed's reconciler changes and drops only these, never objects created with DDL. The foreign
+-- keys follow renames and remove a row when its object is dropped by other means. `source` is
+-- the file and statement that declared the object, for messages. Names only, no options.
+CREATE TABLE IF NOT EXISTS pgfed.declared_servers (
+    name text PRIMARY KEY REFERENCES pgfed.servers (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    source text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pgfed.declared_user_mappings (
+    server text NOT NULL,
+    umuser regrole NOT NULL,
+    source text NOT NULL,
+    PRIMARY KEY (server, umuser),
+    FOREIGN KEY (server, umuser) REFERENCES pgfed.user_mappings ON UPDATE CASCADE ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS pgfed.declared_tables (
+    shadow regclass PRIMARY KEY REFERENCES pgfed.foreign_tables (shadow) ON DELETE CASCADE,
+    source text NOT NULL
+);
+GRANT SELECT ON pgfed.declared_servers, pgfed.declared_user_mappings, pgfed.declared_tables TO PUBLIC;
+-- Writing them is left to the catalog's administrator (pgfed's service role, normally); grant
+-- INSERT, DELETE on them to another service role if it runs the reconciler.
+
 -- Last: the marker pgfed checks before using the catalog.
 COMMENT ON SCHEMA pgfed IS 'pgfed catalog, version 1';

@@ -10,9 +10,11 @@
 //! which is what makes psql `\d`, JDBC metadata, SQLAlchemy inspectors and privileges
 //! ([`check_privilege`]) work unchanged; docs/design/catalog.md has the design. [`Snapshot`] is
 //! the in-memory view the router and the engine read, loaded with [`Snapshot::load`] and kept
-//! current by a [`Watcher`].
+//! current by a [`Watcher`]. [`declare`] reads SQL/MED files named in pgfed.toml and makes the
+//! stored catalog match them (declarative definitions for GitOps setups).
 
 pub mod ddl;
+pub mod declare;
 mod error;
 mod lex;
 mod load;
@@ -22,6 +24,7 @@ mod registry;
 mod store;
 mod watch;
 
+pub use declare::{Declarations, DeclareError};
 pub use error::CatalogError;
 pub use lex::split_statements;
 pub use model::{ForeignColumn, ForeignTable, Server, Snapshot};

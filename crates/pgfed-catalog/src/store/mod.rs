@@ -7,7 +7,7 @@
 //! proxy) must then end the unit of work with an error, which rolls it back.
 
 mod mapping;
-mod server;
+pub(crate) mod server;
 pub(crate) mod table;
 
 use pgfed_connector_sdk::{

@@ -311,7 +311,7 @@ pub(super) async fn grant(session: &dyn UpstreamSession, g: &ServerGrant) -> Res
 }
 
 /// A role spec as (OID, name); PUBLIC is (0, "public").
-pub(super) async fn resolve_role(
+pub(crate) async fn resolve_role(
     session: &dyn UpstreamSession,
     spec: &RoleSpec,
 ) -> Result<(u32, String), CatalogError> {

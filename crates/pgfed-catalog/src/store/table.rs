@@ -31,7 +31,7 @@ pub(crate) const GUARD_TRIGGER: &str = "pgfed_shadow_guard";
 const GUARD_TRUNCATE_TRIGGER: &str = "pgfed_shadow_guard_truncate";
 
 /// A relation a statement names, as the session resolves it.
-pub(super) struct Relation {
+pub(crate) struct Relation {
     pub oid: u32,
     pub schema: String,
     pub name: String,
@@ -47,7 +47,7 @@ impl Relation {
 }
 
 /// Resolves `[schema.]name` as Postgres would (search_path, temp schema first).
-pub(super) async fn resolve(
+pub(crate) async fn resolve(
     session: &dyn UpstreamSession,
     name: &QualifiedName,
 ) -> Result<Option<Relation>, CatalogError> {
@@ -148,7 +148,7 @@ fn column_options_json(options: &BTreeMap<i16, Vec<(String, String)>>) -> String
 }
 
 /// `"c" type [NOT NULL] [DEFAULT expr]`.
-fn column_sql(c: &ColumnDef) -> String {
+pub(crate) fn column_sql(c: &ColumnDef) -> String {
     let mut out = format!("{} {}", quote::ident(&c.name), c.type_name);
     if c.not_null {
         out.push_str(" NOT NULL");
@@ -566,6 +566,36 @@ pub(super) async fn import(
 ) -> Result<(), CatalogError> {
     let server = existing_server(session, &i.server).await?;
     let w = wrapper(registry, &server.wrapper)?;
+    let server_options = validate(w.options(), OptionLevel::Server, &server.options)?;
+    for t in import_definitions(session, registry, i, ctx).await? {
+        create_shadow(
+            session,
+            NewTable {
+                schema: &i.local_schema,
+                name: &t.table.name,
+                columns: t.columns,
+                server: &server.name,
+                wrapper: w,
+                server_options: &server_options,
+                options: option_pairs(&t.options),
+            },
+        )
+        .await?;
+    }
+    notify(session).await
+}
+
+/// What `IMPORT FOREIGN SCHEMA` would create, as `CREATE FOREIGN TABLE` statements (qualified
+/// with the local schema), after the same checks: USAGE on the server, the local schema exists,
+/// the wrapper's answer filtered again by `LIMIT TO`/`EXCEPT` as Postgres does.
+pub(crate) async fn import_definitions(
+    session: &dyn UpstreamSession,
+    registry: &Registry,
+    i: &ImportForeignSchema,
+    ctx: &ScanContext,
+) -> Result<Vec<CreateForeignTable>, CatalogError> {
+    let server = existing_server(session, &i.server).await?;
+    let w = wrapper(registry, &server.wrapper)?;
     if !server.has_usage {
         return Err(super::server::no_usage(&server.name));
     }
@@ -589,14 +619,19 @@ pub(super) async fn import(
         ImportFilter::Except(t) => (None, t.clone()),
     };
     let request = ImportRequest {
-        server: server_options.clone(),
+        server: server_options,
         user_mapping,
         remote_schema: i.remote_schema.clone(),
         limit_to: limit_to.clone(),
         except: except.clone(),
     };
-    let tables = w.import_schema_in(request, ctx).await?;
-    for t in tables {
+    let add = |(k, v): &(String, String)| crate::ddl::OptionItem {
+        action: crate::ddl::OptionAction::Add,
+        name: k.clone(),
+        value: Some(v.clone()),
+    };
+    let mut out = Vec::new();
+    for t in w.import_schema_in(request, ctx).await? {
         // Postgres filters the wrapper's answer again; so does pgfed.
         if limit_to.as_ref().is_some_and(|l| !l.contains(&t.name)) || except.contains(&t.name) {
             continue;
@@ -609,38 +644,26 @@ pub(super) async fn import(
                     reason: format!("the wrapper gave a type pgfed cannot read for remote table \"{}\"", t.name),
                 })
             })?;
-            let options = c
-                .options
-                .iter()
-                .map(|(k, v)| crate::ddl::OptionItem {
-                    action: crate::ddl::OptionAction::Add,
-                    name: k.clone(),
-                    value: Some(v.clone()),
-                })
-                .collect();
             columns.push(ColumnDef {
                 name: crate::ddl::truncate_identifier(c.name.clone()),
                 type_name,
                 not_null: c.not_null,
                 default: None,
-                options,
+                options: c.options.iter().map(add).collect(),
                 unsupported: vec![],
             });
         }
-        let name = crate::ddl::truncate_identifier(t.name.clone());
-        create_shadow(
-            session,
-            NewTable {
-                schema: &i.local_schema,
-                name: &name,
-                columns,
-                server: &server.name,
-                wrapper: w,
-                server_options: &server_options,
-                options: t.options.clone(),
+        out.push(CreateForeignTable {
+            if_not_exists: false,
+            table: QualifiedName {
+                schema: Some(i.local_schema.clone()),
+                name: crate::ddl::truncate_identifier(t.name.clone()),
             },
-        )
-        .await?;
+            columns,
+            server: server.name.clone(),
+            options: t.options.iter().map(add).collect(),
+            unsupported: vec![],
+        });
     }
-    notify(session).await
+    Ok(out)
 }
