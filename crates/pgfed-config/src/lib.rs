@@ -1,7 +1,8 @@
 //! pgfed's configuration: the TOML file (`config/pgfed.toml` documents every field), the
 //! environment overrides (`PGFED_LISTEN`, `PGFED_UPSTREAM`) and validation. Unknown keys are
 //! errors, so a typo never silently falls back to a default. Secrets (the upstream URL's
-//! password) are kept out of `Debug` and `Display`.
+//! password) are kept out of `Debug` and `Display`; the catalog files (`[catalog]`) reference
+//! theirs through environment variables or files, so none is in the configuration at all.
 
 mod upstream;
 
@@ -40,6 +41,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub catalog: CatalogConfig,
 }
 
 /// The client-facing side.
@@ -87,6 +89,19 @@ pub struct UpstreamConfig {
     /// TCP connect plus TLS handshake limit. Default 10s.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+}
+
+/// Declarative catalog definitions (GitOps): SQL/MED files pgfed applies to the upstream catalog
+/// at startup. docs/configuration.md, "Catalog files".
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Files of `CREATE SERVER`, `CREATE USER MAPPING`, `CREATE FOREIGN TABLE`, `IMPORT FOREIGN
+    /// SCHEMA` and `GRANT USAGE ON FOREIGN SERVER` statements; `*` and `?` allowed in the file
+    /// name (`catalog/*.sql`). Relative paths are relative to the config file's directory. Each
+    /// pattern must match a file. Default empty: no files, nothing applied (objects created from
+    /// files earlier are kept).
+    pub files: Vec<PathBuf>,
 }
 
 /// The Prometheus endpoint.
@@ -155,7 +170,16 @@ pub struct Validated {
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        let mut config = Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })?;
+        // A deployment keeps the catalog files beside pgfed.toml, wherever pgfed is started from.
+        if let Some(dir) = path.parent() {
+            for file in &mut config.catalog.files {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// Parses TOML text; the error is toml's message, which names the line and the key.
@@ -182,6 +206,9 @@ impl Config {
         }
         if self.upstream.connect_timeout.is_zero() {
             return Err(ConfigError::Invalid { field: "upstream.connect_timeout", message: "must be above 0".into() });
+        }
+        if self.catalog.files.iter().any(|f| f.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid { field: "catalog.files", message: "an empty path".into() });
         }
         if let Some(tls) = &self.server.tls {
             for (field, p) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
@@ -235,6 +262,20 @@ mod tests {
     }
 
     #[test]
+    fn catalog_files_are_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("pgfed-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("pgfed.toml");
+        std::fs::write(&path, "[catalog]\nfiles = [\"catalog/*.sql\", \"/abs/x.sql\"]\n").expect("write");
+        let c = Config::from_file(&path).expect("valid");
+        assert_eq!(c.catalog.files, [dir.join("catalog/*.sql"), PathBuf::from("/abs/x.sql")]);
+        std::fs::remove_dir_all(&dir).ok();
+        let e = Config::from_toml("[catalog]\nfile = []\n").expect_err("unknown key");
+        assert!(e.contains("file"), "{e}");
+        assert!(Config::from_toml("").expect("empty").catalog.files.is_empty());
+    }
+
+    #[test]
     fn bad_values_are_rejected_with_the_field_name() {
         let mut c = Config::default();
         c.server.max_connections = 0;
@@ -266,6 +307,7 @@ mod example_file {
         assert_eq!(c.upstream.url, d.upstream.url);
         assert_eq!(c.upstream.connect_timeout, d.upstream.connect_timeout);
         assert_eq!(c.log.level, d.log.level);
+        assert_eq!(c.catalog.files, d.catalog.files);
         c.validate().expect("valid");
     }
 }
