@@ -35,6 +35,7 @@ mod resolve;
 mod semantics;
 mod stream;
 mod txn;
+mod uuid;
 mod write;
 
 use std::collections::HashMap;

@@ -119,6 +119,10 @@ impl ContextProvider for Provider<'_> {
         self.state.relation_planners()
     }
 
+    fn get_type_planner(&self) -> Option<Arc<dyn datafusion::logical_expr::planner::TypePlanner>> {
+        Some(Arc::new(crate::uuid::UuidType))
+    }
+
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
         self.state.scalar_functions().get(name).cloned()
     }
@@ -348,6 +352,7 @@ pub(crate) fn plan_statement(
     semantics::check_avg(&plan)?;
     let plan = semantics::int4_literals(plan)?;
     let plan = semantics::float_literals(plan)?;
+    let plan = crate::uuid::uuid_literals(plan)?;
     let plan = semantics::postgres_sums(plan)?;
 
     // Parameters: the client's declared type, else DataFusion's inference, else text.

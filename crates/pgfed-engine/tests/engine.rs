@@ -1370,3 +1370,49 @@ async fn integer_literals_are_int4_when_they_fit_as_in_postgres() {
     let rows = h.run(s, "SELECT id + 2147483647::int8 FROM items WHERE id = 5").await.expect("int8");
     assert_eq!(rows, vec![vec!["2147483652".to_string()]]);
 }
+
+#[tokio::test]
+async fn uuid_columns_filter_join_and_print_as_in_postgres() {
+    let s = "eng_uuid";
+    exec(&format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+         CREATE TABLE {s}.ev_remote (id int, u uuid);
+         INSERT INTO {s}.ev_remote SELECT g, ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a' || lpad(g::text, 2, '0'))::uuid FROM generate_series(1, 20) g;
+         INSERT INTO {s}.ev_remote VALUES (21, NULL);
+         CREATE TABLE {s}.people (u uuid, name text);
+         INSERT INTO {s}.people VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a03', 'three'), ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A07', 'seven');"
+    ))
+    .await;
+    let cols = vec![column("id", 1, PgType::Int4, -1), column("u", 2, PgType::Uuid, -1)];
+    let h = Harness::new(s, snapshot(vec![(s, "ev", "ev_remote", cols)])).await;
+    for sql in [
+        "SELECT id FROM ev WHERE u = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a05'",
+        "SELECT id FROM ev WHERE u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A05'::uuid",
+        "SELECT id FROM ev WHERE u IN ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a01', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a02}') ORDER BY id",
+        "SELECT id, u::text FROM ev WHERE id > 18 ORDER BY id",
+        "SELECT p.name, e.id FROM people p JOIN ev e ON e.u = p.u ORDER BY e.id",
+        "SELECT count(*) FROM ev WHERE u IS NULL",
+    ] {
+        let got = h.run(s, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let direct_sql = sql
+            .replace("FROM ev", &format!("FROM {s}.ev_remote"))
+            .replace("FROM people", &format!("FROM {s}.people"))
+            .replace("JOIN ev", &format!("JOIN {s}.ev_remote"));
+        let pg = TestPg::from_env().superuser().await;
+        let want: Vec<Vec<String>> = pg
+            .simple_query(&direct_sql)
+            .await
+            .expect("direct")
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, want, "{sql}");
+    }
+    let err = h.run(s, "SELECT id FROM ev WHERE u = 'not-a-uuid'").await.expect_err("bad uuid");
+    assert_eq!(err.sqlstate(), "22P02", "{err}");
+}
