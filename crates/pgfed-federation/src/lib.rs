@@ -126,6 +126,70 @@ pub fn service_conninfo(url: &pgfed_config::UpstreamUrl) -> Option<String> {
     Some(s)
 }
 
+/// Reads and checks the catalog files `[catalog] files` names, without touching the database
+/// (what `pgfed check-config` runs): syntax, statement kinds, `${env:..}`/`${file:..}`
+/// references, options as the connectors validate them, duplicates, and that the upstream URL
+/// names the service user the files are applied with. `None` when no files are configured.
+pub fn check_catalog_files(
+    config: &pgfed_config::Validated,
+) -> Result<Option<pgfed_catalog::Declarations>, pgfed_catalog::DeclareError> {
+    if config.config.catalog.files.is_empty() {
+        return Ok(None);
+    }
+    let declarations =
+        pgfed_catalog::Declarations::load(&config.config.catalog.files, &|name| std::env::var(name).ok())?;
+    declarations.check(&Registry::new(builtin_wrappers()))?;
+    if config.upstream.user.is_none() {
+        return Err(pgfed_catalog::DeclareError::NoServiceUser);
+    }
+    Ok(Some(declarations))
+}
+
+/// Makes the upstream catalog match the catalog files, at startup and before clients are served:
+/// one transaction on pgfed's service connection (the upstream URL's user) creates, alters and
+/// drops objects created from the files; objects created with DDL are never touched. Logs each
+/// change (names only), or that nothing changed. An error means nothing was applied; pgfed should
+/// not start. `None` when no files are configured.
+pub async fn apply_catalog_files(
+    config: &pgfed_config::Validated,
+) -> Result<Option<pgfed_catalog::declare::Changes>, pgfed_catalog::DeclareError> {
+    let Some(declarations) = check_catalog_files(config)? else { return Ok(None) };
+    let conninfo = service_conninfo(&config.upstream).ok_or(pgfed_catalog::DeclareError::NoServiceUser)?;
+    let registry = Registry::new(builtin_wrappers());
+    let changes = pgfed_catalog::declare::reconcile_on(
+        &conninfo,
+        config.config.upstream.connect_timeout,
+        &registry,
+        &declarations,
+    )
+    .await?;
+    let files = declarations.files.len();
+    if changes.is_empty() {
+        tracing::info!(
+            files,
+            declared = declarations.summary(),
+            "catalog files: the catalog already matches them; nothing changed"
+        );
+    }
+    for (verb, objects) in [("created", &changes.created), ("altered", &changes.altered), ("dropped", &changes.dropped)]
+    {
+        for object in objects {
+            tracing::info!("catalog files: {verb} {object}");
+        }
+    }
+    if !changes.is_empty() {
+        tracing::info!(
+            files,
+            created = changes.created.len(),
+            altered = changes.altered.len(),
+            dropped = changes.dropped.len(),
+            unchanged = changes.unchanged,
+            "catalog files applied"
+        );
+    }
+    Ok(Some(changes))
+}
+
 /// Builds the federation for `server` and attaches it. When the upstream URL names a user, a
 /// catalog watcher runs on that service connection until `shutdown` (other pgfed instances' DDL
 /// reaches this one through it); without one, only DDL run through this instance is seen, which

@@ -53,8 +53,9 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
-    /// Validate the configuration (file, environment and flags) and print the effective settings
-    /// without starting. Exits 1 on an invalid configuration.
+    /// Validate the configuration (file, environment and flags, and the catalog files it names)
+    /// and print the effective settings without starting or connecting. Exits 1 on an invalid
+    /// configuration.
     CheckConfig,
 }
 
@@ -68,7 +69,19 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Some(Command::CheckConfig)) {
+        // The catalog files are part of the configuration; checked without touching the database.
+        let catalog = match pgfed_federation::check_catalog_files(&validated) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pgfed: invalid configuration: {e}");
+                return ExitCode::from(1);
+            }
+        };
         print_effective(&validated);
+        match catalog {
+            Some(d) => println!("catalog files                = {} file(s): {}", d.files.len(), d.summary()),
+            None => println!("catalog files                = none"),
+        }
         return ExitCode::SUCCESS;
     }
     init_logging(&validated.config);
@@ -166,6 +179,8 @@ async fn serve(v: Validated) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "metrics at /metrics");
     }
+    // Before clients are served; a file that fails stops pgfed here, with nothing applied.
+    pgfed_federation::apply_catalog_files(&v).await.context("catalog files")?;
     let shutdown = CancellationToken::new();
     let (server, _federation) =
         pgfed_federation::attach(pgfed_proxy::Server::new(&v)?, &v, shutdown.clone()).context("federation engine")?;

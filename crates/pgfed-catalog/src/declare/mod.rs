@@ -25,7 +25,7 @@ use crate::ddl::{
 };
 use crate::{CatalogError, Registry};
 
-pub use reconcile::{Changes, reconcile};
+pub use reconcile::{Changes, reconcile, reconcile_on};
 
 /// Where a statement is: the file, its first line, and its number in the file (from 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,8 @@ fn describe(error: &CatalogError) -> String {
 /// option value ([`OptionItem`] redacts them).
 #[derive(Debug, Clone, Default)]
 pub struct Declarations {
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
     pub servers: Vec<(Location, CreateServer)>,
     pub grants: Vec<(Location, ServerGrant)>,
     pub mappings: Vec<(Location, CreateUserMapping)>,
@@ -117,6 +119,7 @@ impl Declarations {
             let text =
                 std::fs::read_to_string(&path).map_err(|source| DeclareError::Read { path: path.clone(), source })?;
             out.add_file(&path, &text, env)?;
+            out.files.push(path);
         }
         Ok(out)
     }

@@ -80,6 +80,32 @@ pub async fn reconcile(
     }
 }
 
+/// [`reconcile`] on a connection of its own (pgfed's service connection, a libpq-style
+/// `conninfo`), closed afterwards. Without TLS, like the catalog watcher's.
+pub async fn reconcile_on(
+    conninfo: &str,
+    connect_timeout: std::time::Duration,
+    registry: &Registry,
+    decl: &Declarations,
+) -> Result<Changes, DeclareError> {
+    let mut config: tokio_postgres::Config = conninfo.parse().map_err(DeclareError::Connect)?;
+    config.connect_timeout(connect_timeout).application_name("pgfed catalog files");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(DeclareError::Connect)?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "catalog files: service connection ended");
+        }
+    });
+    let session = pgfed_session::TokioPgSession(client);
+    let result = reconcile(&session, registry, decl).await;
+    // Dropping the client ends the connection task.
+    drop(session);
+    if let Err(e) = driver.await {
+        tracing::debug!(error = %e, "catalog files: connection task");
+    }
+    result
+}
+
 fn general(what: &str, error: CatalogError) -> DeclareError {
     DeclareError::Apply { at: "catalog files".into(), what: what.into(), error: Box::new(error) }
 }
@@ -344,9 +370,12 @@ impl Run<'_> {
         }
         let mut kept: HashMap<(String, u32), &Location> = HashMap::new();
         for (at, m) in &decl.mappings {
-            let what = format!("user mapping for {} on server \"{}\"", m.user, m.server);
+            let (oid, role) = resolve_role(s, &m.user)
+                .await
+                .map_err(|e| failed(at, &format!("user mapping for {} on server \"{}\"", m.user, m.server), e))?;
+            let what =
+                format!("user mapping for {} on server \"{}\"", if oid == 0 { "public" } else { &role }, m.server);
             let fail = |e| failed(at, &what, e);
-            let (oid, role) = resolve_role(s, &m.user).await.map_err(fail)?;
             let key = (m.server.clone(), oid);
             if let Some(first) = kept.insert(key.clone(), at) {
                 return Err(DeclareError::Duplicate { at: at.clone(), what, first: first.clone() });

@@ -3,6 +3,8 @@
 //! (tests/clients/federation: pgjdbc, psycopg2, psycopg 3, asyncpg, SQLAlchemy 1.4 and 2.x, psql)
 //! against foreign tables. All need the private test cluster (`scripts/pg-test-cluster`).
 
+mod clickhouse;
 mod clients;
 mod core;
+mod gitops;
 mod writes;
