@@ -225,3 +225,57 @@ mod serde_json_probe {
         (t.starts_with('{') && t.ends_with('}')).then(|| Value(t.to_string()))
     }
 }
+
+/// `[catalog] files`: checked offline by check-config (secrets resolved, never printed), applied
+/// at startup, idempotent on the next start, and a broken file stops pgfed with its location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_files_are_checked_offline_and_applied_at_startup() {
+    let pg = TestPg::from_env();
+    let db = format!("binary_gitops_{}", std::process::id());
+    let admin = pg.superuser().await;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let dir = std::env::temp_dir().join(&db);
+    std::fs::create_dir_all(dir.join("catalog")).unwrap();
+    let url = format!("postgres://postgres:url-secret@{}:{}/{db}?sslmode=disable", pg.host, pg.port);
+    let config = dir.join("pgfed.toml");
+    std::fs::write(&config, format!("[upstream]\nurl = \"{url}\"\n[catalog]\nfiles = [\"catalog/*.sql\"]\n")).unwrap();
+    std::fs::write(
+        dir.join("catalog/wh.sql"),
+        format!(
+            "CREATE SERVER wh FOREIGN DATA WRAPPER postgres OPTIONS (host '{}', port '{}', dbname '{db}');\n\
+             CREATE USER MAPPING FOR PUBLIC SERVER wh OPTIONS (user 'postgres', password '${{env:GITOPS_PW}}');\n",
+            pg.host, pg.port
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let (code, out, err) = run(&["check-config", "--config", cfg], &[("GITOPS_PW", "env-secret")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("catalog files                = 1 file(s): 1 server, 1 user mapping"), "{out}");
+    assert!(!out.contains("env-secret") && !out.contains("url-secret"), "{out}");
+    let (code, _, err) = run(&["check-config", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("wh.sql:2 (statement 2)") && err.contains("GITOPS_PW is not set"), "{err}");
+
+    let env = [("PGFED_CONFIG", cfg.to_string()), ("GITOPS_PW", "env-secret".into()), ("PGFED_UPSTREAM", url.clone())];
+    for expected in ["catalog files: created server \"wh\"", "nothing changed"] {
+        let proxy = Running::start(&pg, &env);
+        proxy.signal("-TERM");
+        let (code, err) = proxy.wait(Duration::from_secs(30));
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(expected), "{expected} not logged:\n{err}");
+        assert!(!err.contains("env-secret") && !err.contains("url-secret"), "a secret was logged:\n{err}");
+    }
+
+    // A statement that does not parse stops pgfed before it listens, naming the file and line.
+    std::fs::write(dir.join("catalog/zz.sql"), "\nCREATE SERVER x FOREIGN DATA WRAPPER;").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = run(&["--config", cfg], &[("GITOPS_PW", "env-secret"), ("PGFED_LISTEN", &listen)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("catalog files") && err.contains("zz.sql:2 (statement 1): syntax error"), "{err}");
+    assert!(err.contains("(SQLSTATE 42601)"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+    admin.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).await.unwrap();
+}

@@ -55,6 +55,12 @@ impl Site {
         format!("postgres://postgres@{}:{}/{}?sslmode=disable", self.pg.host, self.pg.port, self.db)
     }
 
+    /// Drops the site's database (8 MB each; the disk is shared).
+    async fn finish(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db);
+        self.pg.superuser().await.batch_execute(&sql).await.expect("drop database");
+    }
+
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join("catalog").join(name), text).expect("write catalog file");
     }
@@ -278,6 +284,7 @@ async fn catalog_files_create_then_change_nothing_then_alter_and_drop_only_their
     );
     assert_eq!(one(&direct, "SELECT string_agg(name, ',') FROM pgfed.servers").await, "user_made");
     drop(via);
+    site.finish().await;
 }
 
 #[tokio::test]
@@ -325,6 +332,7 @@ async fn import_foreign_schema_in_a_file_follows_the_remote_schema() {
     let (_proxy, via) = site.proxy().await;
     let expected = text_rows(&[&[Some("x"), None], &[Some("y"), None]]);
     assert_eq!(eventually(&via, "SELECT v, w::text AS w FROM mirror.a ORDER BY v", &expected).await, expected);
+    site.finish().await;
 }
 
 #[tokio::test]
@@ -379,6 +387,7 @@ async fn secrets_come_from_the_environment_or_files_and_errors_name_only_the_ref
 
     // Nothing of the failed runs was applied.
     assert_eq!(one(&direct, "SELECT count(*)::text FROM pgfed.declared_servers").await, "1");
+    site.finish().await;
 }
 
 #[tokio::test]
@@ -396,4 +405,5 @@ async fn catalog_files_need_the_service_user() {
     c.catalog.files = vec![missing];
     let e = pgfed_federation::apply_catalog_files(&c.validate().expect("valid")).await.expect_err("no files");
     assert!(e.to_string().contains("/nonexistent/pgfed"), "{e}");
+    site.finish().await;
 }
