@@ -87,7 +87,11 @@ impl DeclareError {
 
 /// A catalog error as a startup message: message, SQLSTATE, and the detail and hint when present.
 fn describe(error: &CatalogError) -> String {
-    let mut out = format!("{error} (SQLSTATE {})", error.sqlstate());
+    let mut out = match error {
+        // Postgres's own error says its SQLSTATE already.
+        CatalogError::Upstream(pgfed_session::UpstreamError::Server { .. }) => error.to_string(),
+        _ => format!("{error} (SQLSTATE {})", error.sqlstate()),
+    };
     if let Some(detail) = error.detail() {
         out.push_str(&format!("; DETAIL: {detail}"));
     }

@@ -58,18 +58,22 @@ pub async fn reconcile(
         error: Box::new(e.into()),
     };
     session.execute("BEGIN", &[]).await.map_err(begin)?;
-    let (_, user) = current_role(session).await.map_err(|e| general("reading the service role", e))?;
-    let ctx = ScanContext {
-        cancel: CancellationToken::new(),
-        deadline: None,
-        notices: Arc::new(|n| tracing::debug!(message = n.message, "catalog files")),
-        user,
-    };
-    let mut run = Run { session, registry, ctx, changes: Changes::default() };
-    match run.apply(decl).await {
-        Ok(()) => {
+    let result = async {
+        let (_, user) = current_role(session).await.map_err(|e| general("reading the service role", e))?;
+        let ctx = ScanContext {
+            cancel: CancellationToken::new(),
+            deadline: None,
+            notices: Arc::new(|n| tracing::debug!(message = n.message, "catalog files")),
+            user,
+        };
+        let mut run = Run { session, registry, ctx, changes: Changes::default() };
+        run.apply(decl).await.map(|()| run.changes)
+    }
+    .await;
+    match result {
+        Ok(changes) => {
             session.execute("COMMIT", &[]).await.map_err(|e| general("committing", e.into()))?;
-            Ok(run.changes)
+            Ok(changes)
         }
         Err(e) => {
             if let Err(rollback) = session.execute("ROLLBACK", &[]).await {

@@ -407,3 +407,54 @@ async fn catalog_files_need_the_service_user() {
     assert!(e.to_string().contains("/nonexistent/pgfed"), "{e}");
     site.finish().await;
 }
+
+/// Managed Postgres: the service role is no superuser. An administrator ran the bootstrap and
+/// granted what the files need; the role's own objects are compared through row-level security.
+#[tokio::test]
+async fn a_service_role_without_superuser_applies_the_files() {
+    let site = Site::new().await;
+    let direct = site.direct().await;
+    direct.batch_execute(pgfed_catalog::bootstrap_sql()).await.expect("bootstrap as administrator");
+    direct
+        .batch_execute(
+            "GRANT INSERT ON pgfed.servers TO pgfed_trust;
+             GRANT INSERT, DELETE ON pgfed.declared_servers, pgfed.declared_user_mappings, pgfed.declared_tables
+               TO pgfed_trust;
+             CREATE SCHEMA feeds AUTHORIZATION pgfed_trust;
+             CREATE TABLE remote_feed (id int, title text); INSERT INTO remote_feed VALUES (1, 'a'), (2, 'b');
+             GRANT SELECT ON remote_feed TO pgfed_trust;",
+        )
+        .await
+        .expect("grants");
+    site.write(
+        "feeds.sql",
+        &format!(
+            "{}CREATE USER MAPPING FOR CURRENT_USER SERVER feed OPTIONS (user 'pgfed_trust');
+             CREATE FOREIGN TABLE feeds.items (id int, title text) SERVER feed OPTIONS (table_name 'remote_feed');",
+            site.server_sql("feed")
+        ),
+    );
+    let mut c = Config::default();
+    c.upstream.url = site.url().replace("postgres://postgres@", "postgres://pgfed_trust@");
+    c.catalog.files = vec![site.dir.join("catalog/*.sql")];
+    let config = c.validate().expect("valid");
+    let changes = pgfed_federation::apply_catalog_files(&config).await.expect("apply").expect("files");
+    assert_eq!(changes.created.len(), 3, "{changes:?}");
+    let again = pgfed_federation::apply_catalog_files(&config).await.expect("again").expect("files");
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(
+        rows(&direct, "SELECT owner::text, (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'feeds.items'::regclass) FROM pgfed.servers").await,
+        [[Some("pgfed_trust".to_string()), Some("pgfed_trust".to_string())]]
+    );
+    // A role without the grants gets Postgres's own error, with the place.
+    site.write("feeds.sql", "CREATE SERVER other FOREIGN DATA WRAPPER postgres OPTIONS (host 'h');");
+    let mut c = Config::default();
+    c.upstream.url = site.url().replace("postgres://postgres@", "postgres://pgfed_md5:pw_md5@");
+    c.catalog.files = vec![site.dir.join("catalog/*.sql")];
+    let e = pgfed_federation::apply_catalog_files(&c.validate().expect("valid")).await.expect_err("no privilege");
+    assert_eq!(e.sqlstate(), Some("42501"), "{e}");
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    assert_eq!(e.to_string().matches("SQLSTATE").count(), 1, "{e}");
+    assert!(!e.to_string().contains("pw_md5"), "{e}");
+    site.finish().await;
+}
