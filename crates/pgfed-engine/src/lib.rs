@@ -22,6 +22,7 @@
 //! checked as in Postgres (22003) and division by zero fails (22012).
 
 mod clickhouse;
+mod collate;
 mod context;
 mod dynamic;
 mod error;
@@ -193,7 +194,14 @@ impl EngineSession {
                 let rows = ctx
                     .session
                     .query_text(
-                        "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
+                        // An ICU database's datcollate is only its libc fallback (Postgres 15
+                        // has daticulocale, 17 datlocale); read through jsonb so every version
+                        // answers.
+                        "SELECT CASE WHEN j ->> 'datlocprovider' = 'i' \
+                         THEN 'icu:' || coalesce(j ->> 'daticulocale', j ->> 'datlocale', '') \
+                         ELSE j ->> 'datcollate' END \
+                         FROM (SELECT pg_catalog.to_jsonb(d) AS j FROM pg_catalog.pg_database d \
+                         WHERE d.datname = pg_catalog.current_database()) q",
                         &[],
                     )
                     .await?;

@@ -463,6 +463,11 @@ impl Prepared {
         ])
         .create_physical_plan(&collapsed, &state)
         .await?;
+        let physical = if semantics::collation_is_bytewise(&self.collation) {
+            physical
+        } else {
+            crate::collate::rewrite(physical, &self.runtime.session)?
+        };
         match self.kind {
             Kind::Write => {
                 let write = self.write.clone().ok_or_else(|| EngineError::Internal("write without its plan".into()))?;

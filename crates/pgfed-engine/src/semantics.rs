@@ -129,9 +129,6 @@ pub(crate) fn collation_is_bytewise(collation: &str) -> bool {
     matches!(collation, "C" | "POSIX" | "C.UTF-8" | "C.utf8" | "ucs_basic")
 }
 
-/// Refuses text ordering that DataFusion would evaluate (ORDER BY, window ORDER BY, `<`/`>`,
-/// min/max on text) when the database's collation is not byte order: the answer would differ
-/// from Postgres's. Subtrees sent to Postgres ([`crate::local::LocalQuery`]) are not inspected.
 /// avg over integers and numerics is numeric in Postgres, with a display scale chosen per
 /// value (`avg` of 1 and 2 is `1.5000000000000000`); DataFusion's is float8 or a fixed-scale
 /// decimal, and a pushed subtree's result is typed by DataFusion too. Refused (checked before
@@ -172,6 +169,10 @@ pub(crate) fn check_avg(plan: &LogicalPlan) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Refuses text comparisons that DataFusion would evaluate (window and aggregate ORDER BY,
+/// `<`/`>`, min/max on text) when the database's collation is not byte order: the answer would
+/// differ from Postgres's. ORDER BY itself is sorted in the collation (`collate.rs`); subtrees
+/// sent to Postgres ([`crate::local::LocalQuery`]) are not inspected.
 pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<(), EngineError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     if collation_is_bytewise(collation) {
@@ -188,12 +189,7 @@ pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<()
                 _ => return Ok(TreeNodeRecursion::Continue),
             },
         };
-        if let LogicalPlan::Sort(sort) = node
-            && sort.expr.iter().any(|e| e.expr.get_type(&schema).is_ok_and(|t| is_text(&t)))
-        {
-            found = Some("ORDER BY on a text value");
-            return Ok(TreeNodeRecursion::Stop);
-        }
+        // ORDER BY itself is sorted in the database collation (`collate.rs`).
         for e in node.expressions() {
             e.apply(|e| {
                 let hit = match e {
@@ -209,6 +205,11 @@ pub(crate) fn check_text_order(plan: &LogicalPlan, collation: &str) -> Result<()
                         .and_then(|x| x.get_type(&schema).ok())
                         .is_some_and(|t| is_text(&t))
                         .then_some("min/max of text"),
+                    Expr::AggregateFunction(a)
+                        if a.params.order_by.iter().any(|o| o.expr.get_type(&schema).is_ok_and(|t| is_text(&t))) =>
+                    {
+                        Some("an aggregate's ORDER BY on a text value")
+                    }
                     Expr::WindowFunction(w) => w
                         .params
                         .order_by
@@ -592,11 +593,21 @@ mod tests {
 
     #[test]
     fn text_ordering_is_refused_only_under_a_non_bytewise_collation() {
+        // ORDER BY is sorted in the collation by collate.rs; comparisons are not.
         let sorted = plan().sort(vec![col("name").sort(true, false)]).expect("sort").build().expect("plan");
-        let e = check_text_order(&sorted, "en_US.UTF-8").expect_err("text order");
+        check_text_order(&sorted, "en_US.UTF-8").expect("ORDER BY is collate.rs's");
+        let min = plan()
+            .aggregate(
+                Vec::<datafusion::logical_expr::Expr>::new(),
+                vec![datafusion::functions_aggregate::min_max::min(col("name"))],
+            )
+            .expect("aggregate")
+            .build()
+            .expect("plan");
+        let e = check_text_order(&min, "en_US.UTF-8").expect_err("min of text");
         assert_eq!(e.sqlstate(), "0A000");
-        assert!(e.to_string().contains("ORDER BY on a text value"), "{e}");
-        check_text_order(&sorted, "C.UTF-8").expect("byte order is Postgres's order");
+        assert!(e.to_string().contains("min/max of text"), "{e}");
+        check_text_order(&min, "C.UTF-8").expect("byte order is Postgres's order");
         let by_id = plan().sort(vec![col("id").sort(true, false)]).expect("sort").build().expect("plan");
         check_text_order(&by_id, "en_US.UTF-8").expect("no text ordering");
         let cmp = plan().filter(col("name").gt(lit("m"))).expect("filter").build().expect("plan");

@@ -1179,7 +1179,7 @@ fn text_values(array: &ArrayRef, pg_type: &PgType) -> Result<Vec<Option<String>>
 }
 
 /// A `text[]` literal: every element double-quoted with `"` and `\` escaped, NULL unquoted.
-fn array_literal(values: &[Option<String>]) -> String {
+pub(crate) fn array_literal(values: &[Option<String>]) -> String {
     let mut s = String::from("{");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {

@@ -1416,3 +1416,102 @@ async fn uuid_columns_filter_join_and_print_as_in_postgres() {
     let err = h.run(s, "SELECT id FROM ev WHERE u = 'not-a-uuid'").await.expect_err("bad uuid");
     assert_eq!(err.sqlstate(), "22P02", "{err}");
 }
+
+#[tokio::test]
+async fn order_by_text_follows_the_database_collation() {
+    // A database whose collation is not byte order (ICU en-US: a < B < c, Ä beside A).
+    let admin = TestPg::from_env().superuser().await;
+    let exists =
+        admin.query_opt("SELECT 1 FROM pg_database WHERE datname = 'pgfed_icu_test'", &[]).await.expect("pg_database");
+    if exists.is_none() {
+        // Two tests racing to create it: the loser sees 42P04 and goes on.
+        let _ = admin
+            .batch_execute(
+                "CREATE DATABASE pgfed_icu_test LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0",
+            )
+            .await;
+    }
+    let pg = TestPg::from_env();
+    let conninfo = pgfed_testkit::conninfo(&pg.host, pg.port, "pgfed_icu_test", "postgres", None);
+    let client = pgfed_testkit::connect(&conninfo).await.expect("icu database");
+    let s = "eng_collate";
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+             CREATE TABLE {s}.words_remote (id int, word text);
+             INSERT INTO {s}.words_remote VALUES (1, 'apple'), (2, 'Banana'), (3, 'cherry'), (4, 'Äpfel'),
+               (5, 'banana'), (6, NULL), (7, 'apple pie'), (8, '_under'), (9, 'Zebra'), (10, 'zebra'), (11, 'Apple');
+             CREATE TABLE {s}.tags (id int, tag text);
+             INSERT INTO {s}.tags SELECT g, CASE WHEN g % 2 = 0 THEN 'even' ELSE 'Odd' END FROM generate_series(1, 11) g;
+             SET search_path = {s}, public;"
+        ))
+        .await
+        .expect("setup");
+    let mut catalog = Snapshot::default();
+    catalog.servers.insert(
+        "loop".into(),
+        Server {
+            name: "loop".into(),
+            wrapper: "postgres".into(),
+            options: vec![
+                ("host".into(), pg.host.clone()),
+                ("port".into(), pg.port.to_string()),
+                ("dbname".into(), "pgfed_icu_test".into()),
+            ],
+            owner: "postgres".into(),
+        },
+    );
+    catalog.tables.insert(
+        (s.into(), "words".into()),
+        ForeignTable {
+            schema: s.into(),
+            name: "words".into(),
+            shadow_oid: 990_001,
+            server: "loop".into(),
+            options: vec![("schema_name".into(), s.into()), ("table_name".into(), "words_remote".into())],
+            columns: vec![column("id", 1, PgType::Int4, -1), column("word", 2, PgType::Text, -1)],
+        },
+    );
+    let h = Harness {
+        session: engine().session(),
+        upstream: Arc::new(TokioPgSession(client)),
+        catalog: Arc::new(catalog),
+        notices: Arc::default(),
+    };
+    let direct_icu = |sql: String| {
+        let conninfo = conninfo.clone();
+        async move {
+            let c = pgfed_testkit::connect(&conninfo).await.expect("icu");
+            c.simple_query(&sql)
+                .await
+                .expect("direct")
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>())
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for sql in [
+        "SELECT word FROM words ORDER BY word",
+        "SELECT word, id FROM words ORDER BY word DESC NULLS LAST, id LIMIT 5",
+        "SELECT t.tag, w.word FROM words w JOIN tags t ON t.id = w.id ORDER BY t.tag, w.word DESC",
+        "SELECT upper(word) AS u, count(*) FROM words GROUP BY upper(word) ORDER BY u NULLS FIRST",
+    ] {
+        let got = h.run(s, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let want = direct_icu(
+            sql.replace("FROM words", &format!("FROM {s}.words_remote"))
+                .replace("JOIN tags", &format!("JOIN {s}.tags")),
+        )
+        .await;
+        assert_eq!(got, want, "{sql}");
+    }
+    let plan = h.explain(s, "SELECT word FROM words ORDER BY word").await;
+    assert!(plan.contains("CollatedSortExec"), "{plan}");
+    // Other text comparisons in pgfed are still refused under this collation.
+    let err = h.run(s, "SELECT id FROM words WHERE word > 'b'").await.expect_err("text <");
+    assert_eq!(err.sqlstate(), "0A000", "{err}");
+}
