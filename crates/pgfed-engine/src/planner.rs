@@ -265,6 +265,8 @@ pub(crate) async fn prepare(
     }
 
     let names = semantics::postgres_names(&statement);
+    let mut statement = statement;
+    semantics::alias_like_postgres(&mut statement, &names);
     let providers = resolve_statement(&statement, &ctx, wrappers, &runtime, &tz, None).await?;
     let tables = touched(&providers);
     let planned = plan_statement(&state, &providers, statement, param_type_oids, &tz)?;

@@ -392,6 +392,45 @@ pub(crate) fn postgres_names(statement: &Statement) -> Vec<Option<String>> {
     names
 }
 
+/// ORDER BY as Postgres resolves it, without DataFusion's name clashes.
+///
+/// Postgres names an unnamed select item after its expression (`id::text` is `id`), and a bare
+/// name in ORDER BY means that output column first (`SELECT id::text ... ORDER BY id` sorts the
+/// text). DataFusion names `CAST(id AS text)` `id` too, which clashes with the hidden sort column
+/// `id`, and would sort by the input column. So each such item gets an internal alias (its
+/// output name is still Postgres's, from [`postgres_names`]), and an ORDER BY that is exactly one
+/// of those names is replaced by the item's expression. GROUP BY and HAVING keep seeing input
+/// columns, as in Postgres.
+pub(crate) fn alias_like_postgres(statement: &mut Statement, names: &[Option<String>]) {
+    let Statement::Query(q) = statement else { return };
+    let SetExpr::Select(select) = q.body.as_mut() else { return };
+    let count = |n: &str| names.iter().filter(|m| m.as_deref() == Some(n)).count();
+    let mut renamed: Vec<(String, SqlExpr)> = Vec::new();
+    for (i, (item, name)) in select.projection.iter_mut().zip(names).enumerate() {
+        let Some(name) = name else { continue };
+        if let SelectItem::UnnamedExpr(e) = item
+            && !matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_))
+        {
+            if name != "?column?" && count(name) == 1 {
+                renamed.push((name.clone(), e.clone()));
+            }
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: ast::Ident::with_quote('"', format!("__pgfed_out_{i}")),
+            };
+        }
+    }
+    let Some(order_by) = q.order_by.as_mut() else { return };
+    let ast::OrderByKind::Expressions(keys) = &mut order_by.kind else { return };
+    for key in keys {
+        if let SqlExpr::Identifier(id) = &key.expr
+            && let Some((_, e)) = renamed.iter().find(|(n, _)| *n == ident(id))
+        {
+            key.expr = e.clone();
+        }
+    }
+}
+
 fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
 }
