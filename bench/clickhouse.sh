@@ -43,8 +43,9 @@ rows as events_local in a private Postgres cluster (database bench_chapp, with a
 local_100k); defines through pgfed server bench_ch (FOREIGN DATA WRAPPER clickhouse), a user mapping
 and the foreign table events; then times, targets alternating per run:
   a) SELECT * FROM events streamed to psql (FETCH_COUNT) vs events_local, with pgfed's peak RSS
-  b) SELECT kind, count(*), sum(amount), min(amount), max(amount) FROM events GROUP BY kind through
-     pgfed vs ClickHouse directly (HTTP with curl, and clickhouse-client) vs events_local in Postgres
+  b) SELECT kind, count(*), sum(amount), sum(customer_id), min(customer_id), max(customer_id) FROM
+     events GROUP BY kind (pushed whole) through pgfed vs ClickHouse directly (HTTP with curl, and
+     clickhouse-client) vs events_local in Postgres; b2) min/max(amount), not pushed (float), vs curl
   c) local_100k JOIN events on id, 100 rows of local_100k, vs the same all-local in Postgres
 Prints a markdown report; by default also rewrites the "ClickHouse (issue 4)" section of
 docs/benchmarks.md (between its markers).
@@ -299,10 +300,15 @@ start_pgfed   # fresh process: waits until the catalog serves events
 # ---------------------------------------------------------------- queries
 Q_SCAN_FED="SELECT * FROM events"
 Q_SCAN_LOCAL="SELECT * FROM events_local"
-AGG_COLS="kind, count(*), sum(amount), min(amount), max(amount)"
+# Every aggregate here is one ClickHouse evaluates as Postgres does, so the whole query is pushed.
+AGG_COLS="kind, count(*), sum(amount), sum(customer_id), min(customer_id), max(customer_id)"
 Q_AGG_FED="SELECT $AGG_COLS FROM events GROUP BY kind"
 Q_AGG_LOCAL="SELECT $AGG_COLS FROM events_local GROUP BY kind"
-Q_AGG_CH="SELECT kind, count(), sum(amount), min(amount), max(amount) FROM $CH_DB.events GROUP BY kind"
+Q_AGG_CH="SELECT kind, count(), sum(amount), sum(customer_id), min(customer_id), max(customer_id) FROM $CH_DB.events GROUP BY kind"
+# b2) for contrast: min/max of a float are not pushed (Postgres orders NaN above every number,
+# ClickHouse does not), so pgfed reads the two columns and aggregates them itself.
+Q_AGG2_FED="SELECT kind, count(*), min(amount), max(amount) FROM events GROUP BY kind"
+Q_AGG2_CH="SELECT kind, count(), min(amount), max(amount) FROM $CH_DB.events GROUP BY kind"
 JOIN_COLS="l.id, l.label, e.id AS event_id, e.customer_id, e.kind, e.amount, e.ts"
 Q_JOIN_FED="SELECT $JOIN_COLS FROM local_100k l JOIN events e ON e.id = l.event_id WHERE l.segment = 'x'"
 Q_JOIN_LOCAL="SELECT $JOIN_COLS FROM local_100k l JOIN events_local e ON e.id = l.event_id WHERE l.segment = 'x'"
@@ -376,7 +382,7 @@ declare -A CHECK=()
 
 log "EXPLAIN through pgfed"
 {
-  for q in "$Q_SCAN_FED" "$Q_AGG_FED" "$Q_JOIN_FED"; do
+  for q in "$Q_SCAN_FED" "$Q_AGG_FED" "$Q_AGG2_FED" "$Q_JOIN_FED"; do
     echo "=> EXPLAIN $q"; via -At -c "EXPLAIN $q" 2>&1 || true; echo
   done
 } >"$WORK/explain.txt"
@@ -417,6 +423,16 @@ for ((r = 0; r < RUNS; r++)); do
     T["agg|$t"]+=" $ms"
     log "aggregate run $((r + 1)) $t: $ms ms"
   done
+done
+
+log "b2) aggregate with float min/max (not pushed): $RUNS runs per target, interleaved"
+timed "$FPORT" "$Q_AGG2_FED" "$WORK/out/agg2-pgfed.txt" >/dev/null
+timed_curl "$Q_AGG2_CH" "$WORK/out/agg2-curl.txt" >/dev/null
+CHECK[agg2]=$(same_numbers "$WORK/out/agg2-curl.txt" "$WORK/out/agg2-pgfed.txt")
+for ((r = 0; r < RUNS; r++)); do
+  read -r ms _ < <(timed "$FPORT" "$Q_AGG2_FED" /dev/null); T["agg2|pgfed"]+=" $ms"
+  ms=$(timed_curl "$Q_AGG2_CH" /dev/null); T["agg2|curl"]+=" $ms"
+  log "aggregate 2 run $((r + 1)): pgfed ${T["agg2|pgfed"]##* } ms, curl $ms ms"
 done
 
 # ---- c) selective join
@@ -515,6 +531,8 @@ REPORT="$WORK/report.md"
   row agg curl "| ClickHouse over HTTP (curl)" curl "${CHECK[agg_ch]} (vs Postgres)"
   row agg chclient "| ClickHouse native (clickhouse-client --time)" curl ""
   row agg local "| Postgres: same query on \`events_local\`" curl ""
+  row agg2 pgfed "b2) for contrast, not pushed by design (float min/max): \`$Q_AGG2_FED\` | pgfed (ClickHouse)" curl "${CHECK[agg2]} (vs ClickHouse)"
+  row agg2 curl "| ClickHouse over HTTP (curl)" curl ""
   row join pgfed "c) \`local_100k l JOIN events e ON e.id = l.event_id WHERE l.segment = 'x'\` ($JOIN_ROWS rows) | pgfed (ClickHouse)" local "${CHECK[join]}"
   row join local "| Postgres: all-local (\`events_local\`)" local ""
   echo
@@ -541,7 +559,7 @@ REPORT="$WORK/report.md"
   echo "$EXPLAIN_ANALYZE"
   echo '```'
   echo
-  for k in "scan|pgfed" "scan|local" "agg|pgfed" "agg|curl" "agg|chclient" "agg|local" "join|pgfed" "join|local"; do
+  for k in "scan|pgfed" "scan|local" "agg|pgfed" "agg|curl" "agg|chclient" "agg|local" "agg2|pgfed" "agg2|curl" "join|pgfed" "join|local"; do
     echo "- ${k/|/ } ms: $(echo ${T["$k"]:-})"
   done
   echo
