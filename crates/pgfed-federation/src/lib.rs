@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     pub load_started: std::sync::atomic::AtomicU64,
     /// A watcher keeps the catalog current; without one, sessions load it.
     pub watched: std::sync::atomic::AtomicBool,
+    /// The watcher has installed a catalog. Until then sessions load it themselves, or the first
+    /// statements after startup would read the empty shadow tables.
+    pub watcher_loaded: std::sync::atomic::AtomicBool,
     /// When a session last loaded the catalog (without a watcher).
     pub loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
     pub registry: Registry,
@@ -75,6 +78,7 @@ impl Federation {
                 provisional: Default::default(),
                 load_started: Default::default(),
                 watched: std::sync::atomic::AtomicBool::new(false),
+                watcher_loaded: std::sync::atomic::AtomicBool::new(false),
                 loaded_at: std::sync::Mutex::new(None),
                 registry: Registry::new(wrappers),
                 engine,
@@ -101,6 +105,7 @@ impl Federation {
         self.inner.watched.store(true, std::sync::atomic::Ordering::Relaxed);
         pgfed_catalog::Watcher::from_conninfo(conninfo, move |s| {
             inner.install_loaded(s, inner.load_started.load(std::sync::atomic::Ordering::SeqCst));
+            inner.watcher_loaded.store(true, std::sync::atomic::Ordering::SeqCst);
         })
         .map(|w| {
             w.with_load_hook(move || {
@@ -257,7 +262,8 @@ impl pgfed_proxy::federation::Federation for Federation {
     }
 
     fn wants_catalog(&self) -> bool {
-        if self.inner.watched.load(std::sync::atomic::Ordering::Relaxed) {
+        use std::sync::atomic::Ordering;
+        if self.inner.watched.load(Ordering::Relaxed) && self.inner.watcher_loaded.load(Ordering::SeqCst) {
             return false;
         }
         let at = self.inner.loaded_at.lock().map(|g| *g).unwrap_or(None);
