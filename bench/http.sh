@@ -4,8 +4,7 @@
 # same pages; and the requests a selective query makes with and without pushdown.
 #
 # A benchmark, not a test: it measures and reports, and only fails on setup errors. The fixture API
-# and the baseline client are crates/connectors/http/examples/http_bench.rs (hyper, reqwest). See
-# bench/README.md.
+# and the baseline client are bench/http-fixture (hyper, reqwest; a project of its own).
 set -euo pipefail
 
 ORIG_ARGS=("$@")
@@ -42,7 +41,7 @@ Options:
   --rows N            items served                          (default 100000)
   --runs N            timed runs per target                 (default 5)
   --pgfed-bin PATH    pgfed binary (env PGFED_BIN)          (default target/release/pgfed)
-  --bench-bin PATH    fixture/client binary (env BENCH_BIN) (default target/release/examples/http_bench)
+  --bench-bin PATH    fixture/client binary (env BENCH_BIN) (default target/release/http-fixture)
   --no-build          do not build missing binaries
   --no-doc            do not touch docs/benchmarks.md
   --doc PATH          document to update                    (default docs/benchmarks.md)
@@ -71,16 +70,17 @@ for n in "$ROWS" "$RUNS"; do [[ $n =~ ^[0-9]+$ ]] || die "not a number: '$n'"; d
 
 # ---------------------------------------------------------------- binaries
 [[ -n $PGFED_BIN ]] || PGFED_BIN="$REPO/target/release/pgfed"
-[[ -n $BENCH_BIN ]] || BENCH_BIN="$REPO/target/release/examples/http_bench"
+[[ -n $BENCH_BIN ]] || BENCH_BIN="$REPO/target/release/http-fixture"
 if ((BUILD)); then
   # Release builds: the benchmark measures throughput. Cargo only rebuilds what changed.
   if [[ $PGFED_BIN == "$REPO/target/release/pgfed" ]]; then
     log "building pgfed: cargo build --release -p pgfed"
     (cd "$REPO" && timeout 3600 cargo build --release -p pgfed) || die "cargo build failed"
   fi
-  if [[ $BENCH_BIN == "$REPO/target/release/examples/http_bench" ]]; then
-    log "building the fixture: cargo build --release -p pgfed-connector-http --example http_bench"
-    (cd "$REPO" && timeout 3600 cargo build --release -p pgfed-connector-http --example http_bench) || die "cargo build failed"
+  if [[ $BENCH_BIN == "$REPO/target/release/http-fixture" ]]; then
+    log "building the fixture: cargo build --release --manifest-path bench/http-fixture/Cargo.toml"
+    (cd "$REPO" && CARGO_TARGET_DIR="$REPO/target" timeout 3600 cargo build --release \
+      --manifest-path bench/http-fixture/Cargo.toml) || die "cargo build failed"
   fi
 fi
 [[ -x $PGFED_BIN ]] || die "pgfed binary not found: $PGFED_BIN"
@@ -125,13 +125,13 @@ done
 log "API $API, pgfed 127.0.0.1:$FPORT, cluster 127.0.0.1:$PGPORT"
 
 N="bh$$"
-COLS="id bigint, name text, category text CAT_OPTS, price numeric(10, 2), created_at timestamptz, active boolean"
+cols() { echo "id bigint, name text, category text $1, price numeric(10, 2), created_at timestamptz, active boolean"; }
 PAGED="rows 'data', pagination 'page', page_size_param 'per_page', page_size '$PER_PAGE'"
 via <<SQL
-CREATE SERVER ${N}_srv FOREIGN DATA WRAPPER http OPTIONS (base_url '$API');
-CREATE FOREIGN TABLE ${N}_items (${COLS/CAT_OPTS/OPTIONS (param 'category')}) SERVER ${N}_srv OPTIONS (path '/items', $PAGED);
-CREATE FOREIGN TABLE ${N}_items_plain (${COLS/CAT_OPTS/}) SERVER ${N}_srv OPTIONS (path '/items', $PAGED);
-CREATE FOREIGN TABLE ${N}_item (${COLS/CAT_OPTS/}) SERVER ${N}_srv OPTIONS (path '/items/{id}');
+CREATE SERVER ${N}_srv FOREIGN DATA WRAPPER http OPTIONS (base_url '$API', max_pages '5000');
+CREATE FOREIGN TABLE ${N}_items ($(cols "OPTIONS (param 'category')")) SERVER ${N}_srv OPTIONS (path '/items', $PAGED);
+CREATE FOREIGN TABLE ${N}_items_plain ($(cols "")) SERVER ${N}_srv OPTIONS (path '/items', $PAGED);
+CREATE FOREIGN TABLE ${N}_item ($(cols "")) SERVER ${N}_srv OPTIONS (path '/items/{id}');
 SQL
 
 requests_of() { # SQL -> "rows requests"
@@ -192,7 +192,7 @@ for a in "${ORIG_ARGS[@]}"; do cmd+=" $(printf '%q' "$a")"; done
 REPORT="$WORK/report.md"
 {
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($(uname -m)), git $git_rev, \`$cmd\`."
-  echo "Fixture API: crates/connectors/http/examples/http_bench.rs (hyper, HTTP/1.1 on loopback), $ROWS items of 6"
+  echo "Fixture API: bench/http-fixture (hyper, HTTP/1.1 on loopback), $ROWS items of 6"
   echo "fields, $PER_PAGE per page: $expected_pages requests per full scan (the last page is empty). Median and"
   echo "best of $RUNS interleaved runs; pgfed is a release build, its client psql (rows read and discarded)."
   echo

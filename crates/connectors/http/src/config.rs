@@ -161,7 +161,7 @@ impl ServerConfig {
             connect_timeout: seconds(o, "connect_timeout")?.unwrap_or(Duration::from_secs(10)),
             retries: o.parse::<u32>("retries", "a whole number")?.unwrap_or(2),
             rate_limit,
-            max_pages: positive(o, "max_pages")?.unwrap_or(1000),
+            max_pages: positive(o, "max_pages")?.unwrap_or(10_000),
             tls_verify: o.flag("tls_verify")?.unwrap_or(true),
             ca_file: o.get("ca_file").map(str::to_string),
             cache_ttl: seconds(o, "cache_ttl")?.filter(|d| !d.is_zero()),

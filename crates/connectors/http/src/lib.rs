@@ -47,7 +47,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::optional(S, "connect_timeout", "seconds to connect (default 10)"),
     OptionSpec::optional(S, "retries", "retries after 429, 5xx or a failed connection (default 2)"),
     OptionSpec::optional(S, "rate_limit", "requests per second, shared by all sessions (default unlimited)"),
-    OptionSpec::optional(S, "max_pages", "pages per request at most; more is an error (default 1000)"),
+    OptionSpec::optional(S, "max_pages", "pages per request at most; more is an error (default 10000)"),
     OptionSpec::optional(S, "tls_verify", "false accepts any certificate (default true)"),
     OptionSpec::optional(S, "ca_file", "PEM file of trusted roots (default: the system's)"),
     OptionSpec::optional(S, "cache_ttl", "seconds a GET response is reused (default 0: no cache)"),

@@ -1,10 +1,11 @@
 //! A scan: the planned requests, page after page, each page's rows converted into one record
 //! batch. A 404 on a path with a `{column}` placeholder means no such row: no rows, no error.
 //!
-//! A task fetches pages and hands batches over a channel of one, reserving its slot before each
-//! request: while pgfed works on page n the task fetches page n + 1, never more, so a consumer
-//! that stops (a LIMIT pgfed applies itself, an error elsewhere) costs at most one extra request.
-//! With a pushed LIMIT paging stops at the limit. Dropping the stream aborts the task and the
+//! A task fetches pages and hands them over a channel of one, reserving its slot before each
+//! request: while pgfed converts and processes page n the task fetches page n + 1, never more,
+//! so a consumer that stops (a LIMIT pgfed applies itself, an error elsewhere) costs at most one
+//! extra request. With a pushed LIMIT the task converts pages itself and stops paging at the
+//! limit. Dropping the stream aborts the task and the
 //! request in flight.
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use url::Url;
 
-use crate::client::Fetcher;
+use crate::client::{Fetcher, Response};
 use crate::config::{ColumnDef, Pagination, TableConfig, TableDef};
 use crate::convert::{ColumnBuilder, Scalar, json_to_scalar};
 use crate::error::HttpError;
@@ -36,23 +37,69 @@ impl Drop for AbortOnDrop {
 pub(crate) fn scan(table: Arc<TableConfig>, fetcher: Fetcher, plan: ScanPlan) -> BatchStream {
     let fields: Vec<_> =
         plan.columns.iter().filter_map(|i| table.def.columns.get(*i)).map(|c| c.field.clone()).collect();
-    let schema = Arc::new(Schema::new(fields));
+    let plan = Arc::new(plan);
+    let converter = Converter {
+        table: table.clone(),
+        plan: plan.clone(),
+        schema: Arc::new(Schema::new(fields)),
+        emitted: 0,
+        position: 0,
+    };
+    // Without a limit the consumer converts pages, so the next request overlaps the conversion.
+    // With one the producer converts, since only converted rows tell when to stop paging.
+    let (producer_converter, consumer_converter) =
+        if plan.limit.is_some() { (Some(converter), None) } else { (None, Some(converter)) };
     let (tx, rx) = mpsc::channel(1);
     let task = tokio::spawn(async move {
-        let mut producer = Producer { table: &table, fetcher: &fetcher, plan: &plan, schema, emitted: 0, position: 0 };
+        let mut producer = Producer { table: &table, fetcher: &fetcher, plan: &plan, converter: producer_converter };
         if let Err(e) = producer.run(&tx).await {
             let _ = tx.send(Err(e)).await;
         }
     });
-    Box::pin(stream::unfold((rx, AbortOnDrop(task)), |(mut rx, task)| async move {
-        rx.recv().await.map(|item| (item, (rx, task)))
+    Box::pin(stream::unfold((rx, AbortOnDrop(task), consumer_converter), |(mut rx, task, mut converter)| async move {
+        loop {
+            let batch = match rx.recv().await? {
+                Ok(Item::Batch(batch)) => Ok(batch),
+                Ok(Item::Page(page)) => match converter.as_mut() {
+                    Some(c) => c.page(&page),
+                    None => Err(ConnectorError::Internal("a page without a converter".into())),
+                },
+                Err(e) => Err(e),
+            };
+            match batch {
+                Ok(b) if b.num_rows() == 0 => continue,
+                other => return Some((other, (rx, task, converter))),
+            }
+        }
     }))
+}
+
+/// What the producer hands over: a converted batch, or a page for the consumer to convert.
+enum Item {
+    Batch(RecordBatch),
+    Page(Page),
+}
+
+struct Page {
+    response: Arc<Response>,
+    /// Index into the plan's requests.
+    request: usize,
+    /// 1-based page number within its request.
+    number: u32,
 }
 
 struct Producer<'a> {
     table: &'a TableConfig,
     fetcher: &'a Fetcher,
     plan: &'a ScanPlan,
+    /// Set when the producer converts pages itself (a limit).
+    converter: Option<Converter>,
+}
+
+/// Turns pages into batches; counts rows for the limit and for messages.
+struct Converter {
+    table: Arc<TableConfig>,
+    plan: Arc<ScanPlan>,
     schema: SchemaRef,
     /// Rows sent so far (for the limit).
     emitted: u64,
@@ -60,13 +107,24 @@ struct Producer<'a> {
     position: u64,
 }
 
-type Sender = mpsc::Sender<Result<RecordBatch, ConnectorError>>;
+type Sender = mpsc::Sender<Result<Item, ConnectorError>>;
+
+impl Converter {
+    fn page(&mut self, page: &Page) -> Result<RecordBatch, ConnectorError> {
+        let body: &RawValue = serde_json::from_slice(&page.response.body)
+            .map_err(|e| ConnectorError::Internal(format!("a page no longer parses: {e}")))?;
+        let page_rows = rows(body, &self.table.def.rows).map_err(ConnectorError::Internal)?;
+        let plan = self.plan.clone();
+        let request = plan.requests.get(page.request).ok_or(ConnectorError::Internal("no such request".into()))?;
+        Ok(self.batch(request, &page_rows, page.number)?.0)
+    }
+}
 
 impl Producer<'_> {
     async fn run(&mut self, tx: &Sender) -> Result<(), ConnectorError> {
         let def = &self.table.def;
         let max_pages = def.max_pages.unwrap_or(self.table.server.max_pages);
-        for request in &self.plan.requests {
+        for (index, request) in self.plan.requests.iter().enumerate() {
             let mut url = first_page(def, &request.url);
             let mut pages = 0u32;
             let mut page_number = match &def.pagination {
@@ -93,12 +151,19 @@ impl Producer<'_> {
                     ),
                 })?;
                 let page_rows = rows(body, &def.rows).map_err(|reason| HttpError::Body { url: shown(), reason })?;
-                let (batch, done) = self.batch(request, &page_rows, pages)?;
-                if batch.num_rows() > 0 {
-                    permit.send(Ok(batch));
-                }
-                if done {
-                    return Ok(());
+                match self.converter.as_mut() {
+                    Some(converter) => {
+                        let (batch, done) = converter.batch(request, &page_rows, pages)?;
+                        if batch.num_rows() > 0 {
+                            permit.send(Ok(Item::Batch(batch)));
+                        }
+                        if done {
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        permit.send(Ok(Item::Page(Page { response: response.clone(), request: index, number: pages })))
+                    }
                 }
                 let full = |n: usize| n > 0 && self.plan.page_size.is_none_or(|size| n as u64 >= size);
                 let next: Option<Url> = match &def.pagination {
@@ -149,7 +214,9 @@ impl Producer<'_> {
         }
         Ok(next)
     }
+}
 
+impl Converter {
     /// One page's rows as a batch, and whether the limit is reached.
     fn batch(
         &mut self,

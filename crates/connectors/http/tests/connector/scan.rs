@@ -446,7 +446,7 @@ async fn explain_shows_request_urls_with_secrets_redacted() {
         [
             format!("GET http://robot:********@{addr}/v1/page/users?status=active&per_page=50&page=1"),
             format!("GET http://robot:********@{addr}/v1/page/users?status=********&per_page=50&page=1"),
-            "pagination: page parameter \"page\", at most 1000 pages".to_string(),
+            "pagination: page parameter \"page\", at most 10000 pages".to_string(),
         ]
     );
     assert!(api.take_log().is_empty(), "EXPLAIN makes no request");

@@ -1,11 +1,11 @@
 //! The http connector's benchmark helpers (bench/http.sh):
 //!
-//! - `http_bench serve PORT_FILE [ROWS]`: a fixture API on 127.0.0.1:0 (port written to
+//! - `http-fixture serve PORT_FILE [ROWS]`: a fixture API on 127.0.0.1:0 (port written to
 //!   PORT_FILE) serving ROWS items (default 100000) as `GET /items?page=N&per_page=M` (pages from
 //!   1; `category=cK` filters), `GET /items/{id}`; `GET /stats` gives the requests served so far
 //!   (`/stats` itself not counted) and `POST /stats/reset` zeroes it. Pages are serialized per
 //!   request, as a real API would.
-//! - `http_bench client BASE_URL [PER_PAGE]`: the baseline, a plain async client (reqwest, one
+//! - `http-fixture client BASE_URL [PER_PAGE]`: the baseline, a plain async client (reqwest, one
 //!   connection, pages in sequence as page-number pagination requires) that fetches every page
 //!   and parses each into serde_json values; prints `rows seconds`.
 
@@ -133,6 +133,6 @@ async fn main() -> Result<(), String> {
             let base = arg(2).ok_or("client BASE_URL [PER_PAGE]")?;
             client(base, arg(3).and_then(|p| p.parse().ok()).unwrap_or(100)).await
         }
-        _ => Err("usage: http_bench serve PORT_FILE [ROWS] | client BASE_URL [PER_PAGE]".into()),
+        _ => Err("usage: http-fixture serve PORT_FILE [ROWS] | client BASE_URL [PER_PAGE]".into()),
     }
 }
