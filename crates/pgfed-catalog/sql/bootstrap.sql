@@ -112,18 +112,17 @@ CREATE POLICY mapping_drop ON pgfed.user_mappings FOR DELETE USING (EXISTS (
                  OR EXISTS (SELECT 1 FROM pg_catalog.unnest(s.usage::oid[]) g (oid)
                             WHERE g.oid <> 0 AND pg_catalog.pg_has_role(g.oid, 'USAGE')))))));
 
--- Mapping options: the mapped role reads and changes its own; a PUBLIC mapping's are read by the
--- roles with USAGE on the server (they connect with them) and changed by the server's owner. The
--- server's owner may create a mapping for another role but cannot read it back.
+-- Mapping options: the mapped role reads and changes its own; a PUBLIC mapping's are read and
+-- changed by the server's owner only, as pg_user_mappings shows them. Roles with USAGE on the
+-- server use a PUBLIC mapping without seeing it: pgfed reads it for them on its service
+-- connection (the catalog's owner, to which row-level security does not apply). The server's
+-- owner may create a mapping for another role but cannot read it back.
 DROP POLICY IF EXISTS mapping_options_read ON pgfed.user_mapping_options;
 CREATE POLICY mapping_options_read ON pgfed.user_mapping_options FOR SELECT USING (
     umuser::oid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
     OR (umuser::oid = 0 AND EXISTS (
-        SELECT 1 FROM pgfed.servers s WHERE s.name = user_mapping_options.server AND (
-            pg_catalog.pg_has_role(s.owner::oid, 'USAGE')
-            OR 0::oid = ANY (s.usage::oid[])
-            OR EXISTS (SELECT 1 FROM pg_catalog.unnest(s.usage::oid[]) g (oid)
-                       WHERE g.oid <> 0 AND pg_catalog.pg_has_role(g.oid, 'USAGE'))))));
+        SELECT 1 FROM pgfed.servers s WHERE s.name = user_mapping_options.server
+            AND pg_catalog.pg_has_role(s.owner::oid, 'USAGE'))));
 DROP POLICY IF EXISTS mapping_options_create ON pgfed.user_mapping_options;
 CREATE POLICY mapping_options_create ON pgfed.user_mapping_options FOR INSERT WITH CHECK (EXISTS (
     SELECT 1 FROM pgfed.servers s WHERE s.name = user_mapping_options.server AND (

@@ -30,6 +30,7 @@ pub use lex::split_statements;
 pub use model::{ForeignColumn, ForeignTable, Server, Snapshot};
 pub use registry::Registry;
 pub use store::{
-    NOTIFY_CHANNEL, Privilege, Route, bootstrap, bootstrap_sql, check_privilege, execute_ddl, route, user_mapping,
+    NOTIFY_CHANNEL, Privilege, Route, bootstrap, bootstrap_sql, check_privilege, execute_ddl, public_user_mapping,
+    refresh_catalog, route, user_mapping, uses_public_mapping,
 };
 pub use watch::Watcher;

@@ -551,9 +551,16 @@ async fn user_mapping_secrets_stay_with_their_role() {
             .expect_err("row-level security");
     assert_eq!(planted.as_db_error().expect("db").code().code(), "42501");
 
-    // A PUBLIC mapping serves the roles without one of their own.
+    // A PUBLIC mapping serves the roles without one of their own, but only the server's owner
+    // (and pgfed's service connection, `public_user_mapping`) reads its options.
     run_ok(&s, &format!("CREATE USER MAPPING FOR PUBLIC SERVER {srv} OPTIONS (user 'shared')")).await;
-    assert_eq!(user_mapping(&sb, &srv).await.expect("public"), [("user".to_string(), "shared".to_string())]);
+    assert!(user_mapping(&sb, &srv).await.expect("public").is_empty());
+    assert!(pgfed_catalog::uses_public_mapping(&sb, &srv).await.expect("uses public"));
+    assert!(!pgfed_catalog::uses_public_mapping(&sa, &srv).await.expect("has its own"));
+    assert_eq!(
+        pgfed_catalog::public_user_mapping(&s, &srv).await.expect("service reads it"),
+        [("user".to_string(), "shared".to_string())]
+    );
     assert_eq!(user_mapping(&sa, &srv).await.expect("own").len(), 2);
     let e = run_err(&s, &format!("CREATE USER MAPPING FOR PUBLIC SERVER {srv}")).await;
     assert_eq!(
@@ -581,7 +588,8 @@ async fn user_mapping_secrets_stay_with_their_role() {
     assert!(user_mapping(&sc, &srv).await.expect("none readable").is_empty());
 
     assert_eq!(run_ok(&sa, &format!("DROP USER MAPPING FOR CURRENT_USER SERVER {srv}")).await, "DROP USER MAPPING");
-    assert_eq!(user_mapping(&sa, &srv).await.expect("public"), [("user".to_string(), "shared".to_string())]);
+    assert!(user_mapping(&sa, &srv).await.expect("public, unreadable").is_empty());
+    assert!(pgfed_catalog::uses_public_mapping(&sa, &srv).await.expect("now uses public"));
     let e = run_err(&sa, &format!("DROP USER MAPPING FOR CURRENT_USER SERVER {srv}")).await;
     assert_eq!(
         (e.sqlstate(), e.to_string()),

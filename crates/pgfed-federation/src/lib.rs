@@ -5,6 +5,7 @@
 //! foreign table names in step with it. This is the only crate that knows every other one; the
 //! proxy stays free of DataFusion and the engine free of the wire protocol.
 
+mod access;
 mod cursor;
 mod facts;
 mod statement;
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     /// The watcher has installed a catalog. Until then sessions load it themselves, or the first
     /// statements after startup would read the empty shadow tables.
     pub watcher_loaded: std::sync::atomic::AtomicBool,
+    /// pgfed's service connection, for PUBLIC user mappings (set by [`attach`]).
+    pub(crate) service: std::sync::OnceLock<Arc<access::ServiceMappings>>,
     /// When a session last loaded the catalog (without a watcher).
     pub loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
     pub registry: Registry,
@@ -79,6 +82,7 @@ impl Federation {
                 load_started: Default::default(),
                 watched: std::sync::atomic::AtomicBool::new(false),
                 watcher_loaded: std::sync::atomic::AtomicBool::new(false),
+                service: std::sync::OnceLock::new(),
                 loaded_at: std::sync::Mutex::new(None),
                 registry: Registry::new(wrappers),
                 engine,
@@ -206,12 +210,22 @@ pub fn attach(
 ) -> Result<(pgfed_proxy::Server, Federation), EngineError> {
     let fed = Federation::new(EngineConfig::default(), builtin_wrappers(), server.router())?;
     match service_conninfo(&config.upstream) {
-        Some(conninfo) => match fed.watcher(&conninfo) {
-            Ok(w) => {
-                tokio::spawn(w.run(shutdown));
+        Some(conninfo) => {
+            match fed.watcher(&conninfo) {
+                Ok(w) => {
+                    tokio::spawn(w.run(shutdown));
+                }
+                Err(e) => tracing::warn!(error = %e, "catalog watcher not started"),
             }
-            Err(e) => tracing::warn!(error = %e, "catalog watcher not started"),
-        },
+            match access::ServiceMappings::new(&conninfo, config.config.upstream.connect_timeout) {
+                Ok(service) => {
+                    let service = Arc::new(service);
+                    let _ = fed.inner.service.set(service.clone());
+                    tokio::spawn(async move { service.refresh_catalog().await });
+                }
+                Err(e) => tracing::warn!(error = %e, "service connection not configured"),
+            }
+        }
         None => tracing::warn!(
             "the upstream URL names no user: the catalog is loaded by sessions that run DDL only; \
              add a user to upstream.url so pgfed sees foreign tables defined before it started"

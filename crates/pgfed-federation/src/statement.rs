@@ -9,9 +9,7 @@ use pgfed_catalog::ddl::Ddl;
 use pgfed_catalog::{CatalogError, Snapshot};
 use pgfed_connector_sdk::{Notice, NoticeLevel, NoticeSink, ScanContext};
 use pgfed_encode::ColumnSpec;
-use pgfed_engine::{
-    CatalogStore, EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext, TxnMode,
-};
+use pgfed_engine::{EngineError, EngineSession, OutputColumn, Param, Prepared, StatementContext, TxnMode};
 use pgfed_proxy::federation::{
     CommandTag, Execution, FedError, FederatedSession, ResultColumns, Statement, UnitContext,
 };
@@ -310,7 +308,7 @@ impl Session {
         let sctx = StatementContext {
             session: Arc::new(ctx.session.clone()),
             catalog: self.inner.snapshot.load_full(),
-            access: Arc::new(CatalogStore),
+            access: Arc::new(crate::access::FederationAccess { service: self.inner.service.get().cloned() }),
             user: facts.user.clone(),
             search_path: facts.search_path.clone(),
             time_zone: facts.time_zone.clone(),

@@ -2,8 +2,9 @@
 //!
 //! A mapping is two rows: `pgfed.user_mappings` says who has one (readable by all, as
 //! pg_user_mappings is) and `pgfed.user_mapping_options` holds its options, which row-level
-//! security shows only to the mapped role (a PUBLIC mapping's: to the roles that may use the
-//! server). Option values never appear in errors or logs.
+//! security shows only to the mapped role (a PUBLIC mapping's: to the server's owner; pgfed reads
+//! it for the roles with USAGE on its service connection). Option values never appear in errors
+//! or logs.
 
 use pgfed_connector_sdk::{OptionLevel, ScanContext};
 use pgfed_session::UpstreamSession;
@@ -24,6 +25,44 @@ pub async fn user_mapping(session: &dyn UpstreamSession, server: &str) -> Result
         "SELECT o.options::text FROM pgfed.user_mapping_options o WHERE o.server = $1 AND (o.umuser::oid = 0 \
          OR o.umuser::oid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)) \
          ORDER BY o.umuser::oid = 0 LIMIT 1",
+        &[Some(server.to_string())],
+    )
+    .await?;
+    match rows.first() {
+        Some(row) => options_from_json(&text(row, 0)?),
+        None => Ok(vec![]),
+    }
+}
+
+/// Whether the session's role has no mapping of its own for `server` but may use its PUBLIC
+/// mapping (there is one and the role has USAGE on the server), whose options only pgfed's
+/// service connection reads ([`public_user_mapping`]).
+pub async fn uses_public_mapping(session: &dyn UpstreamSession, server: &str) -> Result<bool, CatalogError> {
+    let Some(row) = server_row(session, server).await? else { return Ok(false) };
+    if !(row.has_usage || row.is_owner) {
+        return Ok(false);
+    }
+    let rows = query(
+        session,
+        "SELECT (EXISTS (SELECT 1 FROM pgfed.user_mappings m WHERE m.server = $1 AND m.umuser::oid = 0) \
+         AND NOT EXISTS (SELECT 1 FROM pgfed.user_mappings m WHERE m.server = $1 \
+         AND m.umuser::oid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)))::text",
+        &[Some(server.to_string())],
+    )
+    .await?;
+    Ok(rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("true"))
+}
+
+/// The options of `server`'s PUBLIC mapping, read on pgfed's service connection (never the
+/// client's: its role may use the mapping without being allowed to read it). Empty when there is
+/// none, or the service role may not read it.
+pub async fn public_user_mapping(
+    service: &dyn UpstreamSession,
+    server: &str,
+) -> Result<Vec<(String, String)>, CatalogError> {
+    let rows = query(
+        service,
+        "SELECT o.options::text FROM pgfed.user_mapping_options o WHERE o.server = $1 AND o.umuser::oid = 0",
         &[Some(server.to_string())],
     )
     .await?;

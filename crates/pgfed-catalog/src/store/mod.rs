@@ -20,7 +20,7 @@ use crate::ddl::{Ddl, OptionAction, OptionItem};
 use crate::model::ForeignTable;
 use crate::{CatalogError, Registry, quote};
 
-pub use mapping::user_mapping;
+pub use mapping::{public_user_mapping, user_mapping, uses_public_mapping};
 
 /// The catalog script, run by the first DDL or by an administrator.
 pub const BOOTSTRAP_SQL: &str = include_str!("../../sql/bootstrap.sql");
@@ -76,6 +76,25 @@ pub(crate) async fn catalog_present(session: &dyn UpstreamSession) -> Result<boo
         ))),
         _ => Ok(false),
     }
+}
+
+/// Re-runs the (idempotent) bootstrap script when the session's role owns schema `pgfed`, so a
+/// catalog made by an older pgfed gets the current row-level security policies. `false` when it
+/// does not own it or there is no catalog.
+pub async fn refresh_catalog(session: &dyn UpstreamSession) -> Result<bool, CatalogError> {
+    let rows = query(
+        session,
+        "SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE')::text FROM pg_catalog.pg_namespace n \
+         WHERE n.nspname = 'pgfed'",
+        &[],
+    )
+    .await?;
+    let owns = rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("true");
+    if !owns || !catalog_present(session).await? {
+        return Ok(false);
+    }
+    bootstrap(session).await?;
+    Ok(true)
 }
 
 /// Bootstraps the catalog unless it is there already.

@@ -266,6 +266,23 @@ async fn privileges_on_the_shadow_decide_who_reads() {
     c.batch_execute(&format!("GRANT SELECT ON {n} TO pgfed_trust")).await.expect("grant");
     let got = user.query(&format!("SELECT count(*) FROM {n}"), &[]).await.expect("granted");
     assert_eq!(got[0].get::<_, i64>(0), 5);
+    // The PUBLIC mapping's secret is the server owner's to read: pgfed_trust uses the mapping
+    // (above) but sees no options of it, directly or through pgfed.
+    c.batch_execute(&format!("ALTER USER MAPPING FOR PUBLIC SERVER {n}_srv OPTIONS (ADD password 'sekret-{n}')"))
+        .await
+        .expect("password");
+    let seen = user
+        .query("SELECT options::text FROM pgfed.user_mapping_options WHERE server = $1", &[&format!("{n}_srv")])
+        .await
+        .expect("read options");
+    assert!(seen.is_empty(), "a USAGE holder reads the PUBLIC mapping's options: {seen:?}");
+    let seen = c
+        .query("SELECT options::text FROM pgfed.user_mapping_options WHERE server = $1", &[&format!("{n}_srv")])
+        .await
+        .expect("owner reads options");
+    assert_eq!(seen.len(), 1, "the server's owner reads them");
+    let got = user.query(&format!("SELECT count(*) FROM {n}"), &[]).await.expect("still usable");
+    assert_eq!(got[0].get::<_, i64>(0), 5);
 }
 
 #[tokio::test]
