@@ -267,8 +267,13 @@ impl Inner {
 impl pgfed_proxy::federation::Federation for Federation {
     fn claims(&self, sql: &str) -> bool {
         // Any SQL/MED DDL: whether it is pgfed's is decided in the session (objects created in
-        // its open transaction count), and handed back when it is Postgres's own.
+        // its open transaction count), and handed back when it is Postgres's own. Also in a
+        // script after other statements (`CREATE SCHEMA s; IMPORT FOREIGN SCHEMA ... INTO s`);
+        // every passthrough statement comes here, so scripts are split only when they may hold
+        // such DDL (every kind names SERVER or FOREIGN).
         pgfed_catalog::ddl::parse(sql).is_some()
+            || (may_hold_med_ddl(sql)
+                && pgfed_catalog::split_statements(sql).iter().skip(1).any(|p| pgfed_catalog::ddl::parse(p).is_some()))
     }
 
     fn session(&self) -> Box<dyn FederatedSession> {
@@ -299,6 +304,12 @@ impl pgfed_proxy::federation::Federation for Federation {
             }
         })
     }
+}
+
+/// Whether `sql` holds more than one statement and a word SQL/MED DDL always has.
+fn may_hold_med_ddl(sql: &str) -> bool {
+    let contains = |needle: &[u8]| sql.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    sql.contains(';') && (contains(b"foreign") || contains(b"server"))
 }
 
 /// Without a watcher, how old the catalog may get before the next starting session reloads it.

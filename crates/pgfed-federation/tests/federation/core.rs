@@ -408,3 +408,19 @@ async fn unsupported_sql_names_the_construct() {
     let e = c.query(&format!("SELECT * FROM {} TABLESAMPLE SYSTEM (10)", f.name), &[]).await.expect_err("unsupported");
     assert!(matches!(code(&e).as_str(), "0A000" | "42601"), "{e}");
 }
+
+#[tokio::test]
+async fn a_script_with_schema_ddl_before_sql_med_ddl_runs_in_order() {
+    let proxy = start().await;
+    let c = proxy.connect("postgres", None).await;
+    let f = Fixture::new(&proxy.pg, &c, 5).await;
+    let n = &f.name;
+    // One simple Query: Postgres's own DDL first, then pgfed's (a migration script).
+    c.batch_execute(&format!(
+        "CREATE SCHEMA {n}_imp; IMPORT FOREIGN SCHEMA public LIMIT TO ({n}_remote) FROM SERVER {n}_srv INTO {n}_imp"
+    ))
+    .await
+    .expect("script");
+    let got = c.query_one(&format!("SELECT count(*) FROM {n}_imp.{n}_remote"), &[]).await.expect("imported");
+    assert_eq!(got.get::<_, i64>(0), 5);
+}
