@@ -20,8 +20,10 @@
 //!   pushed with GROUP BY (every group has a row); without it only `count`.
 //! - Casts: only integer widening, which ClickHouse's mixed-type comparison makes unnecessary.
 //!
-//! Joins stay in pgfed (ClickHouse's join defaults, strictness and NULL filling differ by
-//! version). The SQL is accepted by ClickHouse 18.16 and current releases: backquoted
+//! Inner equi-joins of tables of one server are pushed as `(SELECT ..) AS __pgfed_l ALL INNER JOIN
+//! (SELECT ..) AS __pgfed_r ON ..` (NULL keys do not match in either); outer joins stay in pgfed
+//! (ClickHouse fills the missing side with default values, not NULL, unless join_use_nulls). The
+//! SQL is accepted by ClickHouse 18.16 and current releases: backquoted
 //! identifiers, string literals with backslash escapes, `toDate('...')`, `LIMIT n OFFSET m`.
 
 use datafusion::arrow::datatypes::DataType;
@@ -29,7 +31,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, SortExpr};
 use pgfed_connector_sdk::SqlSource;
 
-use crate::remote::foreign_columns;
+use crate::remote::scan_source;
 
 /// `name` as a ClickHouse identifier.
 pub(crate) fn ident(name: &str) -> String {
@@ -83,7 +85,8 @@ fn ordered(t: &DataType) -> bool {
     is_int(t) || matches!(t, DataType::Decimal128(_, _) | DataType::Date32 | DataType::Timestamp(_, _))
 }
 
-/// Prefix of the output columns' aliases.
+/// Prefix of the output columns' aliases (all of pgfed's start `__pgfed_`; a source column that
+/// does disables the pushdown).
 const ALIAS: &str = "__pgfed_c";
 
 /// Last day ClickHouse's `Date` holds in every version (UInt16 days; 2149-06-06), with margin.
@@ -281,10 +284,15 @@ struct Select {
 
 impl Select {
     fn sql(&self) -> String {
+        self.sql_as(ALIAS)
+    }
+
+    /// The SELECT with its columns named `{prefix}0`, `{prefix}1`, ...
+    fn sql_as(&self, prefix: &str) -> String {
         // Aliases are visible across a ClickHouse query: they must not shadow a column (the
         // source's columns are checked against this prefix).
         let items: Vec<String> =
-            self.items.iter().enumerate().map(|(i, s)| format!("{s} AS {}", ident(&format!("{ALIAS}{i}")))).collect();
+            self.items.iter().enumerate().map(|(i, s)| format!("{s} AS {}", ident(&format!("{prefix}{i}")))).collect();
         let mut sql = format!("SELECT {} FROM {}", items.join(", "), self.from);
         if !self.filters.is_empty() {
             sql.push_str(&format!(" WHERE {}", self.filters.join(" AND ")));
@@ -318,8 +326,10 @@ pub(crate) fn to_sql(plan: &LogicalPlan, source: &SqlSource) -> Option<String> {
 fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let (local, remote) = foreign_columns(scan, source)?;
-            if remote.iter().any(|c| c.starts_with(ALIAS)) {
+            // Each table's own relation and column names (the source passed in is the first's).
+            let (local, source) = scan_source(scan)?;
+            let remote = &source.columns;
+            if remote.iter().any(|c| c.starts_with("__pgfed_")) {
                 return None;
             }
             let from = match &source.relation {
@@ -341,6 +351,57 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(Select { from, filters, items, limit, ..Select::default() })
         }
         LogicalPlan::SubqueryAlias(a) => build(&a.input, source),
+        LogicalPlan::Join(j) => {
+            // Inner equi-joins only: ClickHouse fills the missing side of an outer join with
+            // default values unless join_use_nulls, and its default strictness differs by
+            // version (`ALL` is written). NULL keys do not match, as in Postgres.
+            if j.join_type != datafusion::common::JoinType::Inner
+                || j.on.is_empty()
+                || j.filter.is_some()
+                || j.null_equality != datafusion::common::NullEquality::NullEqualsNothing
+            {
+                return None;
+            }
+            let (left, right) = (build(&j.left, source)?, build(&j.right, source)?);
+            let side = |e: &Expr, plan: &LogicalPlan, alias: &str| -> Option<(String, DataType)> {
+                let col = match e {
+                    Expr::Column(c) => c,
+                    Expr::Cast(c) if is_int(c.field.data_type()) => match c.expr.as_ref() {
+                        Expr::Column(c) => c,
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+                let i = plan.schema().index_of_column(col).ok()?;
+                let t = plan.schema().field(i).data_type().clone();
+                Some((format!("{}.{}", ident(alias), ident(&format!("{alias}{i}"))), t))
+            };
+            let mut on = Vec::with_capacity(j.on.len());
+            for (l, r) in &j.on {
+                let ((l, lt), (r, rt)) = (side(l, &j.left, "__pgfed_l")?, side(r, &j.right, "__pgfed_r")?);
+                let comparable = (ordered(&lt) && ordered(&rt)) || (is_text(&lt) && is_text(&rt));
+                if !comparable {
+                    return None;
+                }
+                on.push(format!("{l} = {r}"));
+            }
+            let from = format!(
+                "({}) AS {} ALL INNER JOIN ({}) AS {} ON {}",
+                left.sql_as("__pgfed_l"),
+                ident("__pgfed_l"),
+                right.sql_as("__pgfed_r"),
+                ident("__pgfed_r"),
+                on.join(" AND ")
+            );
+            let items = (0..left.items.len())
+                .map(|i| format!("{}.{}", ident("__pgfed_l"), ident(&format!("__pgfed_l{i}"))))
+                .chain(
+                    (0..right.items.len())
+                        .map(|i| format!("{}.{}", ident("__pgfed_r"), ident(&format!("__pgfed_r{i}")))),
+                )
+                .collect();
+            Some(Select { from, items, ..Select::default() })
+        }
         LogicalPlan::Filter(f) => {
             let mut s = build(&f.input, source)?;
             if s.limit.is_some() || !s.order_by.is_empty() || s.projected && s.group_by.is_none() {

@@ -561,10 +561,12 @@ fn remote_leaf(scan: &TableScan, alias: &TableReference, predicates: Vec<Expr>) 
     Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(plan), alias.clone())?))
 }
 
-/// The declared columns (local names and types) of a foreign scan and their remote names.
-pub(crate) fn foreign_columns(scan: &TableScan, source: &SqlSource) -> Option<(SchemaRef, Vec<String>)> {
+/// A foreign scan's declared columns (local names and types) and its own SQL source (remote
+/// relation and column names).
+pub(crate) fn scan_source(scan: &TableScan) -> Option<(SchemaRef, SqlSource)> {
     let table = foreign(scan)?;
-    (source.columns.len() == table.schema.fields().len()).then(|| (table.schema.clone(), source.columns.clone()))
+    let source = table.table.sql_source()?;
+    (source.columns.len() == table.schema.fields().len()).then(|| (table.schema.clone(), source))
 }
 
 /// A subtree run by one foreign source.

@@ -119,6 +119,17 @@ async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
     ))
     .await;
     ch(&format!("INSERT INTO default.{schema} VALUES {}", values(true))).await;
+    // A second table on the same server, for joins.
+    let words: Vec<String> = (1..=12).map(|i| format!("({i}, 'w{}')", i % 5)).collect();
+    ch(&format!("DROP TABLE IF EXISTS default.{schema}_r")).await;
+    ch(&format!("CREATE TABLE default.{schema}_r (id Int32, w String) ENGINE = MergeTree ORDER BY id")).await;
+    ch(&format!("INSERT INTO default.{schema}_r VALUES {}", words.join(", "))).await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE {schema}.rtab_pg (id int NOT NULL, w text); INSERT INTO {schema}.rtab_pg VALUES {};",
+        words.join(", ")
+    ))
+    .await
+    .expect("postgres rtab");
 
     let (url, _, _) = ch_env();
     let mut s = Snapshot::default();
@@ -146,6 +157,17 @@ async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
                 column("d", 4, PgType::Date),
                 column("n", 5, PgType::Int4),
             ],
+        },
+    );
+    s.tables.insert(
+        (schema.into(), "rtab".into()),
+        ForeignTable {
+            schema: schema.into(),
+            name: "rtab".into(),
+            shadow_oid: 910_001,
+            server: "ch".into(),
+            options: vec![("table".into(), format!("{schema}_r"))],
+            columns: vec![column("id", 1, PgType::Int4), column("w", 2, PgType::Text)],
         },
     );
     pg.batch_execute(&format!("SET search_path = {schema}, public")).await.expect("search_path");
@@ -200,7 +222,9 @@ impl Harness {
     /// The query over `items_pg` in Postgres, every column cast to text.
     async fn direct(&self, sql: &str) -> Vec<Vec<String>> {
         let pg = TestPg::from_env().superuser().await;
-        let sql = sql.replace("FROM items", &format!("FROM {}.items_pg", self.schema));
+        let sql = sql
+            .replace("FROM items", &format!("FROM {}.items_pg", self.schema))
+            .replace("JOIN rtab", &format!("JOIN {}.rtab_pg", self.schema));
         let wrapped = format!("SELECT * FROM ({sql}) q");
         let rows = pg.simple_query(&wrapped).await.unwrap_or_else(|e| panic!("{wrapped}: {e}"));
         rows.iter()
@@ -250,6 +274,14 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
         // Aggregates of no rows are NULL in Postgres, 0 in ClickHouse: computed by pgfed.
         ("SELECT sum(n), min(id), max(d) FROM items WHERE id > 100000", false),
         ("SELECT d, count(*) FROM items GROUP BY d ORDER BY d DESC LIMIT 3", true),
+        // Inner joins of tables of the server are one query; NULL keys (n) match nothing.
+        ("SELECT i.id, r.w FROM items i JOIN rtab r ON r.id = i.id WHERE i.n = 3 ORDER BY i.id", true),
+        (
+            "SELECT r.w, count(*), sum(i.id) FROM items i JOIN rtab r ON r.id = i.n GROUP BY r.w ORDER BY count(*), sum(i.id)",
+            true,
+        ),
+        // Outer joins are pgfed's (ClickHouse fills the missing side with defaults).
+        ("SELECT count(*), count(r.w) FROM items i LEFT JOIN rtab r ON r.id = i.n", false),
     ];
     for (sql, pushed) in cases {
         let got = h.run(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -257,6 +289,14 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
         assert_eq!(got, want, "{sql}");
         let plan = h.explain(sql).await;
         let remote = plan.lines().filter(|l| l.contains("RemoteQuery")).count();
+        // For scripts/check-clickhouse-sql-like checks against current ClickHouse (chDB).
+        if let Ok(path) = std::env::var("PGFED_CH_ENGINE_SQL") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("samples file");
+            for line in plan.lines().filter_map(|l| l.split_once("Remote SQL: ").map(|(_, sql)| sql)) {
+                writeln!(f, "{line}").expect("write sample");
+            }
+        }
         assert_eq!(remote >= 1, *pushed, "{sql}:\n{plan}");
         assert!(!plan.contains(&ch_env().2), "the password must not appear: {plan}");
     }
