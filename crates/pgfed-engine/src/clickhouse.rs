@@ -29,7 +29,6 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, SortExpr};
-use pgfed_connector_sdk::SqlSource;
 
 use crate::remote::scan_source;
 
@@ -318,12 +317,12 @@ impl Select {
 
 /// `plan` as one ClickHouse query whose columns are, by position, those of `plan`'s schema; `None`
 /// when any of it is not on the allow-list.
-pub(crate) fn to_sql(plan: &LogicalPlan, source: &SqlSource) -> Option<String> {
-    let select = build(plan, source)?;
+pub(crate) fn to_sql(plan: &LogicalPlan) -> Option<String> {
+    let select = build(plan)?;
     (select.items.len() == plan.schema().fields().len()).then(|| select.sql())
 }
 
-fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
+fn build(plan: &LogicalPlan) -> Option<Select> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             // Each table's own relation and column names (the source passed in is the first's).
@@ -350,7 +349,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             };
             Some(Select { from, filters, items, limit, ..Select::default() })
         }
-        LogicalPlan::SubqueryAlias(a) => build(&a.input, source),
+        LogicalPlan::SubqueryAlias(a) => build(&a.input),
         LogicalPlan::Join(j) => {
             // Inner equi-joins only: ClickHouse fills the missing side of an outer join with
             // default values unless join_use_nulls, and its default strictness differs by
@@ -362,7 +361,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             {
                 return None;
             }
-            let (left, right) = (build(&j.left, source)?, build(&j.right, source)?);
+            let (left, right) = (build(&j.left)?, build(&j.right)?);
             let side = |e: &Expr, plan: &LogicalPlan, alias: &str| -> Option<(String, DataType)> {
                 let col = match e {
                     Expr::Column(c) => c,
@@ -403,7 +402,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(Select { from, items, ..Select::default() })
         }
         LogicalPlan::Filter(f) => {
-            let mut s = build(&f.input, source)?;
+            let mut s = build(&f.input)?;
             if s.limit.is_some() || !s.order_by.is_empty() || s.projected && s.group_by.is_none() {
                 return None;
             }
@@ -416,7 +415,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(s)
         }
         LogicalPlan::Projection(p) => {
-            let mut s = build(&p.input, source)?;
+            let mut s = build(&p.input)?;
             let scope = Scope { schema: p.input.schema(), items: &s.items };
             let items = p.expr.iter().map(|e| scope.value(e)).collect::<Option<Vec<_>>>()?;
             s.items = items;
@@ -424,7 +423,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(s)
         }
         LogicalPlan::Aggregate(a) => {
-            let mut s = build(&a.input, source)?;
+            let mut s = build(&a.input)?;
             if s.group_by.is_some() || s.limit.is_some() || !s.order_by.is_empty() {
                 return None;
             }
@@ -451,7 +450,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(s)
         }
         LogicalPlan::Sort(sort) => {
-            let mut s = build(&sort.input, source)?;
+            let mut s = build(&sort.input)?;
             if s.limit.is_some() || !s.order_by.is_empty() {
                 return None;
             }
@@ -463,7 +462,7 @@ fn build(plan: &LogicalPlan, source: &SqlSource) -> Option<Select> {
             Some(s)
         }
         LogicalPlan::Limit(l) => {
-            let mut s = build(&l.input, source)?;
+            let mut s = build(&l.input)?;
             let skip = match l.skip.as_deref() {
                 None => 0,
                 Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => usize::try_from(*n).ok()?,

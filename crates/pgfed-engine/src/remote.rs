@@ -601,7 +601,7 @@ impl RemoteQuery {
         }
         let (sql, params) = match first.table.sql_source() {
             Some(source) if source.dialect == SqlDialect::ClickHouse => {
-                let Some(sql) = crate::clickhouse::to_sql(plan, &source) else { return Ok(None) };
+                let Some(sql) = crate::clickhouse::to_sql(plan) else { return Ok(None) };
                 (sql, Vec::new())
             }
             _ => {
