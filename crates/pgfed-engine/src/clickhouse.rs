@@ -136,6 +136,43 @@ impl Scope<'_> {
                 let widening = is_int(&from) && is_int(to) && int_width(&from) <= int_width(to);
                 (widening || from == *to).then(|| self.value(&c.expr)).flatten()
             }
+            Expr::ScalarFunction(f) => self.function(f.name(), &f.args),
+            _ => None,
+        }
+    }
+
+    /// Functions ClickHouse computes exactly as Postgres does, for the argument types allowed.
+    fn function(&self, name: &str, args: &[Expr]) -> Option<String> {
+        let values = || args.iter().map(|a| self.value(a)).collect::<Option<Vec<_>>>();
+        match name {
+            // The first non-NULL argument; all of one kind (DataFusion coerced them).
+            "coalesce" => {
+                let t = self.ty(args.first()?)?;
+                (ordered(&t) || is_text(&t) || is_float(&t))
+                    .then(|| Some(format!("coalesce({})", values()?.join(", "))))?
+            }
+            // Characters, not bytes (the database encoding is UTF-8).
+            "character_length" | "char_length" | "length" if args.len() == 1 && is_text(&self.ty(&args[0])?) => {
+                Some(format!("lengthUTF8({})", self.value(&args[0])?))
+            }
+            // Positions from 1 and non-negative lengths only: Postgres counts a start below 1 as
+            // characters before the string, ClickHouse does not.
+            "substr" | "substring" if is_text(&self.ty(args.first()?)?) => {
+                let positive = |e: &Expr, min: i64| match e {
+                    Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n >= min,
+                    Expr::Literal(ScalarValue::Int32(Some(n)), _) => i64::from(*n) >= min,
+                    _ => false,
+                };
+                match args {
+                    [x, from] if positive(from, 1) => {
+                        Some(format!("substringUTF8({}, {})", self.value(x)?, self.value(from)?))
+                    }
+                    [x, from, len] if positive(from, 1) && positive(len, 0) => {
+                        Some(format!("substringUTF8({}, {}, {})", self.value(x)?, self.value(from)?, self.value(len)?))
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }

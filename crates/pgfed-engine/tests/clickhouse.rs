@@ -274,6 +274,16 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
         // Aggregates of no rows are NULL in Postgres, 0 in ClickHouse: computed by pgfed.
         ("SELECT sum(n), min(id), max(d) FROM items WHERE id > 100000", false),
         ("SELECT d, count(*) FROM items GROUP BY d ORDER BY d DESC LIMIT 3", true),
+        // Functions with exact equivalents: coalesce, character length, substring from 1.
+        (
+            "SELECT coalesce(n, -1), count(*) FROM items WHERE length(region) > 1 GROUP BY coalesce(n, -1) ORDER BY 1",
+            true,
+        ),
+        (
+            "SELECT substring(region, 1, 4), count(*) FROM items GROUP BY substring(region, 1, 4) HAVING count(*) > 1 ORDER BY 1",
+            true,
+        ),
+        ("SELECT id FROM items WHERE substring(region, 0, 3) = 'i' ORDER BY id LIMIT 3", false),
         // Inner joins of tables of the server are one query; NULL keys (n) match nothing.
         ("SELECT i.id, r.w FROM items i JOIN rtab r ON r.id = i.id WHERE i.n = 3 ORDER BY i.id", true),
         (
