@@ -198,6 +198,135 @@ pub(crate) fn rows<'a>(body: &'a RawValue, path: &JsonPath) -> Result<Vec<&'a Ra
     }
 }
 
+/// [`rows`] straight from a body in one pass: the keys on the way are matched, everything else
+/// skipped, and the array's elements kept as raw slices. Falls back to [`rows`] when the value at
+/// the path is an object (one row).
+pub(crate) fn rows_in<'a>(body: &'a [u8], path: &JsonPath) -> Result<Vec<&'a RawValue>, String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let found = Navigate { steps: &path.steps }
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| format!("the response is not JSON: {e}"))?;
+    match found {
+        Found::Rows(rows) => Ok(rows),
+        Found::Nothing => Ok(Vec::new()),
+        Found::Other => {
+            let value: &RawValue =
+                serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {e}"))?;
+            rows(value, path)
+        }
+    }
+}
+
+enum Found<'a> {
+    Rows(Vec<&'a RawValue>),
+    /// Missing, or `null`.
+    Nothing,
+    /// Something else at the path (an object, or a scalar): [`rows`] decides.
+    Other,
+}
+
+struct Navigate<'p> {
+    steps: &'p [Step],
+}
+
+impl<'de, 'p> serde::de::DeserializeSeed<'de> for Navigate<'p> {
+    type Value = Found<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Found<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'p> Visitor<'de> for Navigate<'p> {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Found<'de>, A::Error> {
+        match self.steps.split_first() {
+            None => {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                while let Some(row) = seq.next_element::<&'de RawValue>()? {
+                    rows.push(row);
+                }
+                Ok(Found::Rows(rows))
+            }
+            Some((Step::Index(wanted), rest)) => {
+                let mut found = Found::Nothing;
+                let mut i = 0;
+                loop {
+                    if i == *wanted {
+                        match seq.next_element_seed(Navigate { steps: rest })? {
+                            Some(f) => found = f,
+                            None => break,
+                        }
+                    } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                    i += 1;
+                }
+                Ok(found)
+            }
+            Some((Step::Key(_), _)) => {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Found::Nothing)
+            }
+        }
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Found<'de>, M::Error> {
+        let Some((Step::Key(wanted), rest)) = self.steps.split_first() else {
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(if self.steps.is_empty() { Found::Other } else { Found::Nothing });
+        };
+        // The last occurrence of a key wins, as in [`Object::get`].
+        let mut found = Found::Nothing;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == wanted.as_str() {
+                found = map.next_value_seed(Navigate { steps: rest })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Found<'de>, E> {
+        Ok(Found::Nothing)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Found<'de>, E> {
+        Ok(self.scalar())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Found<'de>, E> {
+        Ok(self.scalar())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Found<'de>, E> {
+        Ok(self.scalar())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Found<'de>, E> {
+        Ok(self.scalar())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Found<'de>, E> {
+        Ok(self.scalar())
+    }
+}
+
+impl Navigate<'_> {
+    /// A scalar where the path ends is an error [`rows`] reports; one on the way means missing.
+    fn scalar<'a>(&self) -> Found<'a> {
+        if self.steps.is_empty() { Found::Other } else { Found::Nothing }
+    }
+}
+
 /// A string value's text (unescaped), or a number's text; `None` for anything else.
 pub(crate) fn scalar_text(value: &RawValue) -> Option<Cow<'_, str>> {
     match kind(value) {
@@ -244,5 +373,15 @@ mod tests {
         assert_eq!(rows(&body, &JsonPath::parse("data").expect("ok")).expect("one row").len(), 1);
         assert!(rows(&body, &JsonPath::parse("nothing").expect("ok")).expect("none").is_empty());
         assert!(rows(&body, &JsonPath::parse("data.k").expect("ok")).is_err());
+        // The one-pass reader agrees with the other.
+        for path in ["data.items", "data", "nothing", "data.items[0]", "data.items[3]", "$"] {
+            let p = JsonPath::parse(path).expect("ok");
+            let a: Vec<&str> = rows(&body, &p).unwrap_or_default().iter().map(|r| r.get()).collect();
+            let b: Vec<&str> = rows_in(body.get().as_bytes(), &p).unwrap_or_default().iter().map(|r| r.get()).collect();
+            assert_eq!(a, b, "{path}");
+        }
+        assert!(rows_in(b"{\"data\": {\"k\": 1}} x", &JsonPath::parse("data").expect("ok")).is_err());
+        assert!(rows_in(b"[1, 2", &JsonPath::default()).is_err());
+        assert_eq!(rows_in(b" [ {\"a\": 1} , 2 ] ", &JsonPath::default()).expect("rows").len(), 2);
     }
 }

@@ -22,7 +22,7 @@ use crate::client::{Fetcher, Response};
 use crate::config::{ColumnDef, Pagination, TableConfig, TableDef};
 use crate::convert::{ColumnBuilder, Scalar, json_to_scalar};
 use crate::error::HttpError;
-use crate::jsonpath::{Kind, Object, kind, rows, scalar_text};
+use crate::jsonpath::{Kind, Object, kind, rows_in, scalar_text};
 use crate::plan::{PlannedRequest, ScanPlan, first_page, page_url};
 
 /// Aborts the producing task (and its request) when the stream is dropped.
@@ -111,9 +111,7 @@ type Sender = mpsc::Sender<Result<Item, ConnectorError>>;
 
 impl Converter {
     fn page(&mut self, page: &Page) -> Result<RecordBatch, ConnectorError> {
-        let body: &RawValue = serde_json::from_slice(&page.response.body)
-            .map_err(|e| ConnectorError::Internal(format!("a page no longer parses: {e}")))?;
-        let page_rows = rows(body, &self.table.def.rows).map_err(ConnectorError::Internal)?;
+        let page_rows = rows_in(&page.response.body, &self.table.def.rows).map_err(ConnectorError::Internal)?;
         let plan = self.plan.clone();
         let request = plan.requests.get(page.request).ok_or(ConnectorError::Internal("no such request".into()))?;
         Ok(self.batch(request, &page_rows, page.number)?.0)
@@ -143,14 +141,13 @@ impl Producer<'_> {
                 };
                 pages += 1;
                 let shown = || self.fetcher.redactor.url(&url);
-                let body: &RawValue = serde_json::from_slice(&response.body).map_err(|e| HttpError::Body {
+                let not_json = |e: String| HttpError::Body {
                     url: shown(),
-                    reason: format!(
-                        "the response is not JSON ({e}): {}",
-                        self.fetcher.redactor.snippet(&response.body)
-                    ),
-                })?;
-                let page_rows = rows(body, &def.rows).map_err(|reason| HttpError::Body { url: shown(), reason })?;
+                    reason: format!("{e}: {}", self.fetcher.redactor.snippet(&response.body)),
+                };
+                let page_rows = rows_in(&response.body, &def.rows).map_err(not_json)?;
+                // The whole body as a value, only for the styles that read a next link or cursor.
+                let body = || -> Option<&RawValue> { serde_json::from_slice(&response.body).ok() };
                 match self.converter.as_mut() {
                     Some(converter) => {
                         let (batch, done) = converter.batch(request, &page_rows, pages)?;
@@ -169,7 +166,10 @@ impl Producer<'_> {
                 let next: Option<Url> = match &def.pagination {
                     Pagination::None => None,
                     Pagination::NextLink { path } => {
-                        let link = path.get(body).ok().flatten().and_then(scalar_text).filter(|l| !l.is_empty());
+                        let link = body()
+                            .and_then(|b| path.get(b).ok().flatten())
+                            .and_then(scalar_text)
+                            .filter(|l| !l.is_empty());
                         link.map(|l| self.follow(&url, &l)).transpose()?
                     }
                     Pagination::LinkHeader => {
@@ -184,7 +184,10 @@ impl Producer<'_> {
                         Some(page_url(def, &request.url, Some(offset.to_string())))
                     }
                     Pagination::Cursor { path, .. } => {
-                        let cursor = path.get(body).ok().flatten().and_then(scalar_text).filter(|c| !c.is_empty());
+                        let cursor = body()
+                            .and_then(|b| path.get(b).ok().flatten())
+                            .and_then(scalar_text)
+                            .filter(|c| !c.is_empty());
                         cursor.map(|c| page_url(def, &request.url, Some(c.into_owned())))
                     }
                     Pagination::Page { .. } | Pagination::Offset { .. } => None,
