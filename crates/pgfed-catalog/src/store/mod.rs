@@ -78,23 +78,38 @@ pub(crate) async fn catalog_present(session: &dyn UpstreamSession) -> Result<boo
     }
 }
 
-/// Re-runs the (idempotent) bootstrap script when the session's role owns schema `pgfed`, so a
-/// catalog made by an older pgfed gets the current row-level security policies. `false` when it
-/// does not own it or there is no catalog.
+/// Gives a catalog made by an older pgfed the current row-level security policies: when the
+/// PUBLIC-mapping read policy is the old one (USAGE holders read the options) and the session's
+/// role owns schema `pgfed`, re-runs the (idempotent) bootstrap in one transaction with a short
+/// lock timeout, so it never queues the catalog's readers behind a long transaction. `false` when
+/// nothing needed doing or could be done.
 pub async fn refresh_catalog(session: &dyn UpstreamSession) -> Result<bool, CatalogError> {
     let rows = query(
         session,
-        "SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE')::text FROM pg_catalog.pg_namespace n \
-         WHERE n.nspname = 'pgfed'",
+        "SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE')::text, \
+         coalesce((SELECT (pg_catalog.pg_get_expr(p.polqual, p.polrelid) LIKE '%usage%')::text \
+           FROM pg_catalog.pg_policy p WHERE p.polname = 'mapping_options_read' \
+           AND p.polrelid = pg_catalog.to_regclass('pgfed.user_mapping_options')), 'false') \
+         FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pgfed'",
         &[],
     )
     .await?;
-    let owns = rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("true");
-    if !owns || !catalog_present(session).await? {
+    let flag = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten()).as_deref() == Some("true");
+    if !flag(0) || !flag(1) || !catalog_present(session).await? {
         return Ok(false);
     }
-    bootstrap(session).await?;
-    Ok(true)
+    session.execute("BEGIN", &[]).await?;
+    let done = async {
+        session.execute("SET LOCAL lock_timeout = '2s'", &[]).await?;
+        bootstrap(session).await?;
+        session.execute("COMMIT", &[]).await?;
+        Ok::<_, CatalogError>(())
+    }
+    .await;
+    if done.is_err() {
+        let _ = session.execute("ROLLBACK", &[]).await;
+    }
+    done.map(|()| true)
 }
 
 /// Bootstraps the catalog unless it is there already.
