@@ -101,6 +101,13 @@ fn literal(v: &ScalarValue) -> Option<String> {
             if *f < 0.0 { format!("({s})") } else { s }
         }
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => string(s),
+        // A timestamptz is an instant, as ClickHouse's DateTime (seconds since the epoch, any
+        // time zone): whole seconds within DateTime's range only.
+        ScalarValue::TimestampMicrosecond(Some(us), Some(_))
+            if us.rem_euclid(1_000_000) == 0 && (0..=i64::from(u32::MAX) * 1_000_000).contains(us) =>
+        {
+            format!("toDateTime({})", us / 1_000_000)
+        }
         ScalarValue::Date32(Some(d)) if (0..=MAX_DATE).contains(d) => {
             let date = datafusion::arrow::temporal_conversions::date32_to_datetime(*d)?;
             format!("toDate({})", string(&date.format("%Y-%m-%d").to_string()))

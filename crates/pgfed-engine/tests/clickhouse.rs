@@ -74,8 +74,8 @@ fn column(name: &str, attnum: i16, pg_type: PgType) -> ForeignColumn {
 
 const REGIONS: [&str; 4] = ["a", "b", "c", "it's \\ odd"];
 
-/// Row `i`: (id, region, v, d, n) as SQL literals for (Postgres, ClickHouse).
-fn row(i: i64) -> [(String, String); 5] {
+/// Row `i`: (id, region, v, d, n, ts) as SQL literals for (Postgres, ClickHouse).
+fn row(i: i64) -> [(String, String); 6] {
     let region = REGIONS[(i % 4) as usize];
     let pg_text = format!("'{}'", region.replace('\'', "''"));
     let ch_text = pgfed_connector_clickhouse::quote_str(region);
@@ -89,11 +89,13 @@ fn row(i: i64) -> [(String, String); 5] {
     };
     let d = format!("'2024-01-{:02}'", 1 + i % 28);
     let n = if i % 7 == 0 { "NULL".to_string() } else { (i % 11).to_string() };
-    [(i.to_string(), i.to_string()), (pg_text, ch_text), v, (d.clone(), d), (n.clone(), n)]
+    // ts: 2024-01-01 00:00:00 UTC plus i minutes (ClickHouse reads a number as epoch seconds).
+    let ts = (format!("to_timestamp({})", 1_704_067_200 + i * 60), (1_704_067_200 + i * 60).to_string());
+    [(i.to_string(), i.to_string()), (pg_text, ch_text), v, (d.clone(), d), (n.clone(), n), ts]
 }
 
 async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
-    let rows: Vec<[(String, String); 5]> = (1..=2000).map(row).collect();
+    let rows: Vec<[(String, String); 6]> = (1..=2000).map(row).collect();
     let values = |ch: bool| -> String {
         rows.iter()
             .map(|r| {
@@ -106,7 +108,7 @@ async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
     let pg = TestPg::from_env().superuser().await;
     pg.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
-         CREATE TABLE {schema}.items_pg (id int NOT NULL, region text, v float8, d date, n int);
+         CREATE TABLE {schema}.items_pg (id int NOT NULL, region text, v float8, d date, n int, ts timestamptz);
          INSERT INTO {schema}.items_pg VALUES {};",
         values(false)
     ))
@@ -114,7 +116,7 @@ async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
     .expect("postgres setup");
     ch(&format!("DROP TABLE IF EXISTS default.{schema}")).await;
     ch(&format!(
-        "CREATE TABLE default.{schema} (id Int32, region String, v Nullable(Float64), d Date, n Nullable(Int32)) \
+        "CREATE TABLE default.{schema} (id Int32, region String, v Nullable(Float64), d Date, n Nullable(Int32), ts DateTime) \
          ENGINE = MergeTree ORDER BY id"
     ))
     .await;
@@ -156,6 +158,7 @@ async fn setup(schema: &str) -> (TokioPgSession, Snapshot) {
                 column("v", 3, PgType::Float8),
                 column("d", 4, PgType::Date),
                 column("n", 5, PgType::Int4),
+                column("ts", 6, PgType::Timestamptz),
             ],
         },
     );
@@ -274,6 +277,11 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
         // Aggregates of no rows are NULL in Postgres, 0 in ClickHouse: computed by pgfed.
         ("SELECT sum(n), min(id), max(d) FROM items WHERE id > 100000", false),
         ("SELECT d, count(*) FROM items GROUP BY d ORDER BY d DESC LIMIT 3", true),
+        // A timestamptz literal against a DateTime column: an instant on both sides.
+        (
+            "SELECT n, count(*) FROM items WHERE ts >= timestamptz '2024-01-01 05:00:00+00' GROUP BY n ORDER BY n NULLS FIRST",
+            true,
+        ),
         // Functions with exact equivalents: coalesce, character length, substring from 1.
         (
             "SELECT coalesce(n, -1), count(*) FROM items WHERE length(region) > 1 GROUP BY coalesce(n, -1) ORDER BY 1",
