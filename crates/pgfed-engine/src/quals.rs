@@ -12,6 +12,25 @@ use pgfed_connector_sdk::{Operator, Qual, QualValue, Value};
 pub(crate) fn to_quals(expr: &Expr, columns: &[String]) -> Option<Vec<Qual>> {
     let column = |e: &Expr| column_name(e, columns);
     match expr {
+        // DataFusion rewrites a short IN list (three values or fewer) into ORs of equalities.
+        Expr::BinaryExpr(b) if b.op == DfOp::Or => {
+            let mut leaves = Vec::new();
+            or_leaves(expr, &mut leaves);
+            let mut col: Option<String> = None;
+            let mut values = Vec::with_capacity(leaves.len());
+            for leaf in leaves {
+                let [Qual { column: c, operator: Operator::Eq, value: QualValue::One(v) }] =
+                    <[Qual; 1]>::try_from(to_quals(leaf, columns)?).ok()?
+                else {
+                    return None;
+                };
+                if col.get_or_insert_with(|| c.clone()) != &c {
+                    return None;
+                }
+                values.push(v);
+            }
+            Some(vec![Qual { column: col?, operator: Operator::Eq, value: QualValue::Any(values) }])
+        }
         Expr::BinaryExpr(b) => {
             let op = comparison(b.op)?;
             if let (Some(col), Some(v)) = (column(&b.left), literal(&b.right)) {
@@ -64,6 +83,16 @@ pub(crate) fn to_quals(expr: &Expr, columns: &[String]) -> Option<Vec<Qual>> {
             value: QualValue::One(Value::Bool(false)),
         }]),
         _ => None,
+    }
+}
+
+fn or_leaves<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::BinaryExpr(b) if b.op == DfOp::Or => {
+            or_leaves(&b.left, out);
+            or_leaves(&b.right, out);
+        }
+        other => out.push(other),
     }
 }
 
@@ -192,6 +221,15 @@ mod tests {
     fn one(e: Expr) -> String {
         let q = to_quals(&e, &cols()).expect("a qual");
         q.iter().map(ToString::to_string).collect::<Vec<_>>().join(" AND ")
+    }
+
+    #[test]
+    fn ors_of_equalities_on_one_column_are_an_in_list() {
+        use datafusion::logical_expr::{col, lit};
+        let e = col("id").eq(lit(1i64)).or(lit(2i64).eq(col("id"))).or(col("id").eq(lit(3i64)));
+        assert_eq!(one(e), "id = ANY (1, 2, 3)");
+        assert!(to_quals(&col("id").eq(lit(1i64)).or(col("name").eq(lit("x"))), &cols()).is_none());
+        assert!(to_quals(&col("id").eq(lit(1i64)).or(col("id").gt(lit(5i64))), &cols()).is_none());
     }
 
     #[test]

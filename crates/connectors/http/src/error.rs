@@ -48,6 +48,13 @@ impl From<HttpError> for ConnectorError {
             HttpError::Cancelled => ConnectorError::Cancelled,
             HttpError::TimedOut => ConnectorError::TimedOut,
             HttpError::Connect { .. } => ConnectorError::Unreachable { source_name, reason: e.to_string() },
+            // The API refused the credentials: Postgres's class for authorization failures.
+            HttpError::Status { status: status @ (401 | 403), .. } => ConnectorError::RemoteMapped {
+                source_name,
+                sqlstate: "28000",
+                code: Some(format!("HTTP {status}")),
+                message: e.to_string(),
+            },
             HttpError::Status { status, .. } => {
                 ConnectorError::Remote { source_name, code: Some(format!("HTTP {status}")), message: e.to_string() }
             }
@@ -132,7 +139,7 @@ mod tests {
             snippet: r.snippet(b"{\"error\": \"bad token s3cr/et\"}\n"),
         }
         .into();
-        assert_eq!(e.sqlstate(), "HV000");
+        assert_eq!(e.sqlstate(), "28000");
         assert!(e.to_string().contains("HTTP 401") && !e.to_string().contains("s3cr"), "{e}");
     }
 }
