@@ -180,6 +180,42 @@ impl Scope<'_> {
                     _ => None,
                 }
             }
+            // Truncation and fields of a timestamptz, in the session time zone, which the
+            // column's type carries: pushed when it is UTC (ClickHouse's time zone data may not be
+            // Postgres's for other zones).
+            "date_trunc" | "date_part" => {
+                let [Expr::Literal(ScalarValue::Utf8(Some(unit)), _), x] = args else { return None };
+                let Some(DataType::Timestamp(_, Some(tz))) = self.ty(x) else { return None };
+                if !matches!(tz.as_ref(), "UTC" | "+00:00" | "Etc/UTC") {
+                    return None;
+                }
+                let x = self.value(x)?;
+                let unit = unit.to_ascii_lowercase();
+                let f = if name == "date_trunc" {
+                    match unit.as_str() {
+                        "minute" => format!("toStartOfMinute({x}, 'UTC')"),
+                        "hour" => format!("toStartOfHour({x}, 'UTC')"),
+                        "day" => format!("toStartOfDay({x}, 'UTC')"),
+                        // ISO weeks start on Monday, as date_trunc('week') does.
+                        "week" => format!("toDateTime(toMonday({x}, 'UTC'), 'UTC')"),
+                        "month" => format!("toDateTime(toStartOfMonth({x}, 'UTC'), 'UTC')"),
+                        "quarter" => format!("toDateTime(toStartOfQuarter({x}, 'UTC'), 'UTC')"),
+                        "year" => format!("toDateTime(toStartOfYear({x}, 'UTC'), 'UTC')"),
+                        _ => return None,
+                    }
+                } else {
+                    match unit.as_str() {
+                        "year" => format!("toYear({x}, 'UTC')"),
+                        "quarter" => format!("toQuarter({x}, 'UTC')"),
+                        "month" => format!("toMonth({x}, 'UTC')"),
+                        "day" => format!("toDayOfMonth({x}, 'UTC')"),
+                        "hour" => format!("toHour({x}, 'UTC')"),
+                        "minute" => format!("toMinute({x}, 'UTC')"),
+                        _ => return None,
+                    }
+                };
+                Some(f)
+            }
             _ => None,
         }
     }

@@ -277,6 +277,16 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
         // Aggregates of no rows are NULL in Postgres, 0 in ClickHouse: computed by pgfed.
         ("SELECT sum(n), min(id), max(d) FROM items WHERE id > 100000", false),
         ("SELECT d, count(*) FROM items GROUP BY d ORDER BY d DESC LIMIT 3", true),
+        // date_trunc and extract in the session time zone (UTC here).
+        ("SELECT date_trunc('day', ts), count(*), min(id) FROM items GROUP BY date_trunc('day', ts) ORDER BY 1", true),
+        (
+            "SELECT date_trunc('hour', ts) AS h, date_trunc('week', ts) AS w, date_trunc('month', ts) AS m, count(*) FROM items GROUP BY 1, 2, 3 ORDER BY 1 LIMIT 5",
+            true,
+        ),
+        (
+            "SELECT extract(hour FROM ts) AS h, extract(day FROM ts) AS d, count(*) FROM items WHERE extract(year FROM ts) = 2024 GROUP BY 1, 2 ORDER BY 2, 1 LIMIT 6",
+            true,
+        ),
         // A timestamptz literal against a DateTime column: an instant on both sides.
         (
             "SELECT n, count(*) FROM items WHERE ts >= timestamptz '2024-01-01 05:00:00+00' GROUP BY n ORDER BY n NULLS FIRST",
@@ -303,6 +313,18 @@ async fn pushed_queries_give_postgres_answers_on_clickhouse_data() {
     ];
     for (sql, pushed) in cases {
         let got = h.run(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        // Arrow prints a UTC timestamp as 2024-01-01T00:00:00Z, Postgres as 2024-01-01 00:00:00+00.
+        let got: Vec<Vec<String>> = got
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|v| match v.strip_suffix('Z') {
+                        Some(t) if t.len() == 19 && t.as_bytes()[10] == b'T' => format!("{} {}+00", &t[..10], &t[11..]),
+                        _ => v,
+                    })
+                    .collect()
+            })
+            .collect();
         let want = h.direct(sql).await;
         assert_eq!(got, want, "{sql}");
         let plan = h.explain(sql).await;
