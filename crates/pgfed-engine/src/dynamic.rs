@@ -89,6 +89,22 @@ impl Constraint {
 /// partition's branch).
 type Constraints = Option<HashMap<usize, Constraint>>;
 
+/// What holds when either holds: per column known on both sides, the union of the two.
+fn either(l: Constraints, r: Constraints) -> Constraints {
+    match (l, r) {
+        (None, x) | (x, None) => x,
+        (Some(mut l), Some(mut r)) => {
+            let keys: Vec<usize> = l.keys().copied().filter(|k| r.contains_key(k)).collect();
+            Some(
+                keys.into_iter()
+                    .filter_map(|k| Some((k, l.remove(&k)?.or(r.remove(&k)?))))
+                    .filter(|(_, c)| !c.is_empty())
+                    .collect(),
+            )
+        }
+    }
+}
+
 fn literal(e: &Arc<dyn PhysicalExpr>) -> Option<&ScalarValue> {
     e.downcast_ref::<Literal>().map(Literal::value)
 }
@@ -115,20 +131,7 @@ fn constraints(e: &Arc<dyn PhysicalExpr>) -> Constraints {
                     out.insert(c, merged);
                 }
             }
-            DfOp::Or => {
-                return match (constraints(b.left()), constraints(b.right())) {
-                    (None, x) | (x, None) => x,
-                    (Some(mut l), Some(mut r)) => {
-                        let keys: Vec<usize> = l.keys().copied().filter(|k| r.contains_key(k)).collect();
-                        Some(
-                            keys.into_iter()
-                                .filter_map(|k| Some((k, l.remove(&k)?.or(r.remove(&k)?))))
-                                .filter(|(_, c)| !c.is_empty())
-                                .collect(),
-                        )
-                    }
-                };
-            }
+            DfOp::Or => return either(constraints(b.left()), constraints(b.right())),
             op @ (DfOp::GtEq | DfOp::LtEq | DfOp::Gt | DfOp::Lt) => {
                 // A strict bound is kept as the inclusive one: looser, still right.
                 if let (Some(c), Some(v)) = (column(b.left()), literal(b.right()))
@@ -161,21 +164,7 @@ fn constraints(e: &Arc<dyn PhysicalExpr>) -> Constraints {
         if let Some(other) = case.else_expr() {
             branches.push(other);
         }
-        let mut acc: Option<Constraints> = None;
-        for branch in branches {
-            let c = constraints(branch);
-            acc = Some(match acc {
-                None => c,
-                Some(prev) => match (prev, c) {
-                    (None, x) | (x, None) => x,
-                    (Some(mut l), Some(mut r)) => {
-                        let keys: Vec<usize> = l.keys().copied().filter(|k| r.contains_key(k)).collect();
-                        Some(keys.into_iter().filter_map(|k| Some((k, l.remove(&k)?.or(r.remove(&k)?)))).collect())
-                    }
-                },
-            });
-        }
-        return acc.unwrap_or_else(|| Some(HashMap::new()));
+        return branches.into_iter().map(constraints).reduce(either).unwrap_or_else(|| Some(HashMap::new()));
     }
     Some(out)
 }

@@ -200,18 +200,16 @@ impl ForeignScanExec {
     }
 
     fn with_dynamic(&self, dynamic: Vec<Arc<DynamicFilterPhysicalExpr>>) -> Self {
-        Self {
-            name: self.name.clone(),
-            table: self.table.clone(),
-            request: self.request.clone(),
-            rechecked: self.rechecked.clone(),
-            schema: self.schema.clone(),
-            runtime: self.runtime.clone(),
-            props: self.props.clone(),
-            metrics: ExecutionPlanMetricsSet::new(),
-            dynamic,
-            applied: Arc::default(),
-        }
+        let mut scan = Self::new(
+            self.name.clone(),
+            self.table.clone(),
+            self.request.clone(),
+            self.rechecked.clone(),
+            self.schema.clone(),
+            self.runtime.clone(),
+        );
+        scan.dynamic = dynamic;
+        scan
     }
 }
 

@@ -308,46 +308,30 @@ pub(crate) fn int4_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineErro
 /// compares floats; numeric casts implicitly to float8, not the other way). DataFusion would cast
 /// the float to a decimal, which fails on NaN and infinity and rounds. Runs before type coercion.
 pub(crate) fn float_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
-    let t = plan.transform_up_with_subqueries(|node| {
-        let schema = match &node {
-            LogicalPlan::Join(_) => node.schema().clone(),
-            other => match other.inputs().as_slice() {
-                [input] => input.schema().clone(),
-                _ => return Ok(Transformed::no(node)),
-            },
-        };
-        let is_float = |e: &Expr| e.get_type(&schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64));
-        let names = NamePreserver::new(&node);
-        let t = node.map_expressions(|e| {
-            let saved = names.save(&e);
-            let t = e.transform_up(|e| {
-                Ok(match e {
-                    Expr::BinaryExpr(mut b) => {
-                        let changed = if is_float(&b.left) {
-                            to_float(&mut b.right)
-                        } else if is_float(&b.right) {
-                            to_float(&mut b.left)
-                        } else {
-                            false
-                        };
-                        Transformed::new_transformed(Expr::BinaryExpr(b), changed)
-                    }
-                    Expr::InList(mut l) if is_float(&l.expr) => {
-                        let changed = l.list.iter_mut().fold(false, |c, v| to_float(v) | c);
-                        Transformed::new_transformed(Expr::InList(l), changed)
-                    }
-                    Expr::Between(mut b) if is_float(&b.expr) => {
-                        let changed = to_float(&mut b.low) | to_float(&mut b.high);
-                        Transformed::new_transformed(Expr::Between(b), changed)
-                    }
-                    other => Transformed::no(other),
-                })
-            })?;
-            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
-        })?;
-        if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }
-    })?;
-    Ok(t.data)
+    rewrite_expressions(plan, |e, schema| {
+        let is_float = |e: &Expr| e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Float32 | DataType::Float64));
+        Ok(match e {
+            Expr::BinaryExpr(mut b) => {
+                let changed = if is_float(&b.left) {
+                    to_float(&mut b.right)
+                } else if is_float(&b.right) {
+                    to_float(&mut b.left)
+                } else {
+                    false
+                };
+                Transformed::new_transformed(Expr::BinaryExpr(b), changed)
+            }
+            Expr::InList(mut l) if is_float(&l.expr) => {
+                let changed = l.list.iter_mut().fold(false, |c, v| to_float(v) | c);
+                Transformed::new_transformed(Expr::InList(l), changed)
+            }
+            Expr::Between(mut b) if is_float(&b.expr) => {
+                let changed = to_float(&mut b.low) | to_float(&mut b.high);
+                Transformed::new_transformed(Expr::Between(b), changed)
+            }
+            other => Transformed::no(other),
+        })
+    })
 }
 
 /// A decimal literal as the nearest float8 (through its exact text, correctly rounded).
@@ -488,6 +472,16 @@ fn cast_type_name(t: &ast::DataType) -> String {
 /// Rewrites integer `+ - *` and float `/` that DataFusion will evaluate into checked versions.
 /// Runs after [`crate::local::collapse`], so SQL sent to Postgres is untouched.
 pub(crate) fn checked_arithmetic(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    rewrite_expressions(plan, rewrite_arith)
+}
+
+/// Rewrites every expression of every node (subqueries included) bottom-up with `f`, which sees
+/// the schema the expression is evaluated against (a node's input; a join's own), keeping output
+/// names. Scans and extension nodes (work sent to a source) are left alone.
+pub(crate) fn rewrite_expressions(
+    plan: LogicalPlan,
+    mut f: impl FnMut(Expr, &datafusion::common::DFSchema) -> DfResult<Transformed<Expr>>,
+) -> Result<LogicalPlan, EngineError> {
     let t = plan.transform_up_with_subqueries(|node| {
         let schema = match &node {
             LogicalPlan::Extension(_) | LogicalPlan::TableScan(_) => return Ok(Transformed::no(node)),
@@ -500,7 +494,7 @@ pub(crate) fn checked_arithmetic(plan: LogicalPlan) -> Result<LogicalPlan, Engin
         let names = NamePreserver::new(&node);
         let t = node.map_expressions(|e| {
             let saved = names.save(&e);
-            let t = e.transform_up(|e| rewrite_arith(e, &schema))?;
+            let t = e.transform_up(|e| f(e, &schema))?;
             Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
         })?;
         if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::planner::TypePlanner;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -99,33 +98,7 @@ fn to_uuid(e: &mut Expr) -> Result<bool, EngineError> {
 
 /// Rewrites text literals next to uuids, and casts from and to uuid, before type coercion.
 pub(crate) fn uuid_literals(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
-    let mut failure: Option<EngineError> = None;
-    let t = plan.transform_up_with_subqueries(|node| {
-        let schema = match &node {
-            LogicalPlan::Join(_) => node.schema().clone(),
-            other => match other.inputs().as_slice() {
-                [input] => input.schema().clone(),
-                _ => return Ok(Transformed::no(node)),
-            },
-        };
-        let names = NamePreserver::new(&node);
-        let t = node.map_expressions(|e| {
-            let saved = names.save(&e);
-            let t = e.transform_up(|e| match rewrite(e, &schema) {
-                Ok(t) => Ok(t),
-                Err(err) => {
-                    failure.get_or_insert(err);
-                    Ok(Transformed::no(Expr::Literal(ScalarValue::Null, None)))
-                }
-            })?;
-            Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
-        })?;
-        if t.transformed { Ok(Transformed::yes(t.data.recompute_schema()?)) } else { Ok(t) }
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    Ok(t?.data)
+    crate::semantics::rewrite_expressions(plan, |e, schema| rewrite(e, schema).map_err(EngineError::into_datafusion))
 }
 
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>, EngineError> {
