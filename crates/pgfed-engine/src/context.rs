@@ -109,6 +109,9 @@ pub(crate) struct Runtime {
     pub notices: NoticeSink,
     pub require_pushdown: bool,
     pub session: Arc<dyn UpstreamSession>,
+    /// The plan joins outside the subtrees sent to Postgres, so the join order needs Postgres's
+    /// estimates of its local subtrees (one EXPLAIN each); set before physical planning.
+    pub wants_estimates: std::sync::atomic::AtomicBool,
     run: Mutex<Run>,
 }
 
@@ -125,6 +128,7 @@ impl Runtime {
             notices: ctx.notices.clone(),
             require_pushdown: ctx.require_pushdown,
             session: ctx.session.clone(),
+            wants_estimates: std::sync::atomic::AtomicBool::new(false),
             run: Mutex::new(Run { cancel: ctx.cancel.child_token(), deadline: None }),
         }
     }

@@ -317,13 +317,18 @@ impl ExtensionPlanner for LocalPlanner {
         // Postgres's own estimate lets DataFusion build its hash tables from the smaller side and
         // send that side's keys to the larger (`dynamic.rs`). An error here is the one the query
         // itself would raise (and has aborted the client's transaction block as the query would).
-        let explain = q
-            .runtime
-            .session
-            .query_text(&format!("EXPLAIN {}", q.sql), &[])
-            .await
-            .map_err(|e| EngineError::Upstream(e).into_datafusion())?;
-        let estimate = explain.first().and_then(|r| r.first()).and_then(|l| l.as_deref()).and_then(plan_estimate);
+        // Only a join above needs it: a round trip saved otherwise.
+        let estimate = if q.runtime.wants_estimates.load(std::sync::atomic::Ordering::Relaxed) {
+            let explain = q
+                .runtime
+                .session
+                .query_text(&format!("EXPLAIN {}", q.sql), &[])
+                .await
+                .map_err(|e| EngineError::Upstream(e).into_datafusion())?;
+            explain.first().and_then(|r| r.first()).and_then(|l| l.as_deref()).and_then(plan_estimate)
+        } else {
+            None
+        };
         let mut exec = LocalQueryExec::new(q.sql.clone(), schema, q.runtime.clone());
         exec.statistics = Arc::new(estimate_statistics(estimate, &exec.schema));
         Ok(Some(Arc::new(exec)))

@@ -457,6 +457,9 @@ impl Prepared {
         let optimized = state.optimize(&plan)?;
         let pushed = crate::remote::push(optimized, &self.runtime)?;
         let collapsed = collapse(pushed, &self.runtime)?;
+        let joins =
+            datafusion::common::tree_node::TreeNode::exists(&collapsed, |n| Ok(matches!(n, LogicalPlan::Join(_))))?;
+        self.runtime.wants_estimates.store(joins, std::sync::atomic::Ordering::Relaxed);
         semantics::check_text_order(&collapsed, &self.collation)?;
         let collapsed = semantics::checked_arithmetic(collapsed)?;
         let physical = DefaultPhysicalPlanner::with_extension_planners(vec![
