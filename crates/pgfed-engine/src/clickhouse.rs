@@ -30,7 +30,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, SortExpr};
 
-use crate::remote::scan_source;
+use crate::remote::{is_text, scan_source};
 
 /// `name` as a ClickHouse identifier.
 pub(crate) fn ident(name: &str) -> String {
@@ -73,10 +73,6 @@ fn is_int(t: &DataType) -> bool {
 
 fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
-}
-
-fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// Types whose order and equality ClickHouse shares with Postgres.

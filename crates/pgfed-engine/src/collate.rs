@@ -36,10 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 use pgfed_session::UpstreamSession;
 
 use crate::EngineError;
-
-fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
+use crate::remote::is_text;
 
 fn has_text_key(expr: &LexOrdering, schema: &SchemaRef) -> bool {
     expr.iter().any(|k| k.expr.data_type(schema).is_ok_and(|t| is_text(&t)))

@@ -160,7 +160,8 @@ fn restricts(plan: &LogicalPlan) -> bool {
     .unwrap_or(false)
 }
 
-fn is_text(t: &DataType) -> bool {
+/// Arrow's text types (Postgres text, varchar, char).
+pub(crate) fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
